@@ -1,0 +1,221 @@
+/* irpkit platform layer — the only code that touches OS threads, locks, atomics, thread-local
+ * state and clocks.
+ *
+ * Everything above this layer (ke, io, verify, user, queue, trace) synchronises *only* through
+ * the calls declared here. That is what lets the race explorer run the very same runtime code
+ * under a deterministic scheduler: every call below that blocks or orders memory is one function,
+ * and each such function is a scheduling point in explore mode.
+ *
+ * Two backends implement this interface:
+ *   - native  (platform_native.c): pthreads, Linux futexes (hashed condvars elsewhere) and the
+ *              compiler's __atomic builtins (the C11 memory model on plain-typed storage, which
+ *              the WDK's `LONG volatile *` Interlocked* signatures require);
+ *   - explore (src/platform/explore/): simulated threads are fibers run one at a time on one OS
+ *              thread by a deterministic scheduler; time is virtual.
+ * The backend is chosen per execution: plat_mode() says which one is active. Native is the
+ * default; the explorer switches to explore mode for the duration of plat_explore_run().
+ *
+ * Conventions
+ *   - All atomics are sequentially consistent (the cancel handshake of IoSetCancelRoutine vs
+ *     IoCancelIrp is a Dekker pattern and needs it). Compare-exchange returns the *old* value,
+ *     like InterlockedCompareExchange; fetch_add returns the old value.
+ *   - Deadlines are absolute times on the plat_now_ns() clock; PLAT_FOREVER means no deadline.
+ *   - Lock words are pointer-sized so a KSPIN_LOCK (ULONG_PTR) can host one. 0 = free.
+ */
+#ifndef IRPK_PLATFORM_H
+#define IRPK_PLATFORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ mode and lifecycle */
+
+typedef enum plat_mode_kind { PLAT_NATIVE = 0, PLAT_EXPLORE = 1 } plat_mode_kind;
+
+/* Which backend is running the calling code. */
+plat_mode_kind plat_mode(void);
+
+/* ------------------------------------------------------------------ threads */
+
+/* Slots in the per-thread record owned by the layers above (each stores one pointer there). */
+enum plat_ext_slot {
+    PLAT_EXT_KE = 0,  /* ke: wait block, DPC/timer bookkeeping */
+    PLAT_EXT_IO,      /* io/user: pending-IRP list, thread object */
+    PLAT_EXT_VERIFY,  /* verifier: held-lock set */
+    PLAT_EXT_TRACE,   /* trace: per-thread buffer */
+    PLAT_EXT_QUEUE,   /* queue: callback-nesting record */
+    PLAT_EXT_USER1,
+    PLAT_EXT_USER2,
+    PLAT_EXT_USER3,
+    PLAT_EXT_COUNT
+};
+
+#define PLAT_NAME_MAX 32
+
+/* Per-thread record. One exists for every thread that has called into the runtime: threads
+ * started with plat_thread_start() get one at birth, foreign threads (any pthread) on their
+ * first call to plat_self(). Fields are read and written only by the owning thread unless a
+ * comment says otherwise. */
+typedef struct plat_thread {
+    uint32_t id;                  /* 1, 2, 3 … in creation order (deterministic in explore) */
+    char name[PLAT_NAME_MAX];     /* "reader-1", "DPC cpu0", "thread-7" … */
+    uint8_t irql;                 /* emulated IRQL; ke gives it meaning; explore reads it */
+    uint8_t vcpu;                 /* virtual CPU this thread runs on */
+    uint8_t system;               /* runtime-owned service thread (DPC, timer, worker) */
+    uint8_t exiting;              /* set while the exit hooks run */
+    void *ext[PLAT_EXT_COUNT];    /* one pointer per upper layer, see enum plat_ext_slot */
+    uint32_t park_word;           /* private to plat_park/plat_unpark */
+    void *backend;                /* private to the backend */
+} plat_thread;
+
+typedef void (*plat_thread_fn)(void *arg);
+
+enum plat_thread_flags {
+    PLAT_THREAD_SYSTEM = 1u << 0, /* runtime-owned service thread: the explorer does not wait
+                                     for it to exit before ending an execution */
+};
+
+/* Start a thread running fn(arg). name may be NULL ("thread-<id>"). Returns NULL when the OS
+ * refuses (never aborts). The record stays valid until plat_thread_join(). */
+plat_thread *plat_thread_start(plat_thread_fn fn, void *arg, const char *name, unsigned flags);
+
+/* Wait for t to finish, then free its record. Each started thread is joined exactly once. */
+void plat_thread_join(plat_thread *t);
+
+/* The calling thread's record, created on first use for threads the runtime did not start. */
+plat_thread *plat_self(void);
+
+/* Rename the calling thread (trace and swimlane output). */
+void plat_thread_set_name(plat_thread *t, const char *name);
+
+/* Number of virtual CPUs (DPC queues). Default 2; plat_set_vcpus() before the runtime starts
+ * threads. New threads are spread round-robin over them. */
+unsigned plat_vcpus(void);
+void plat_set_vcpus(unsigned n);
+
+/* Exit hooks run, newest-registered first, on a thread that used the runtime when it exits
+ * (pthread key destructor for foreign threads, return of fn for started threads), with
+ * plat_self() still valid. Later issues use this to cancel a dying thread's I/O. Hooks may
+ * block. At most 8 hooks; registering the same function twice is a no-op. */
+typedef void (*plat_exit_hook)(plat_thread *t);
+void plat_on_thread_exit(plat_exit_hook hook);
+
+/* ------------------------------------------------------------------ atomics (all seq_cst) */
+
+int32_t plat_load32(const volatile int32_t *p);
+void plat_store32(volatile int32_t *p, int32_t v);
+int32_t plat_xchg32(volatile int32_t *p, int32_t v);
+int32_t plat_cas32(volatile int32_t *p, int32_t expected, int32_t desired); /* returns old */
+int32_t plat_fetch_add32(volatile int32_t *p, int32_t v);                   /* returns old */
+int32_t plat_fetch_or32(volatile int32_t *p, int32_t v);                    /* returns old */
+int32_t plat_fetch_and32(volatile int32_t *p, int32_t v);                   /* returns old */
+
+int64_t plat_load64(const volatile int64_t *p);
+void plat_store64(volatile int64_t *p, int64_t v);
+int64_t plat_xchg64(volatile int64_t *p, int64_t v);
+int64_t plat_cas64(volatile int64_t *p, int64_t expected, int64_t desired);
+int64_t plat_fetch_add64(volatile int64_t *p, int64_t v);
+
+void *plat_load_ptr(void *const volatile *p);
+void plat_store_ptr(void *volatile *p, void *v);
+void *plat_xchg_ptr(void *volatile *p, void *v);
+void *plat_cas_ptr(void *volatile *p, void *expected, void *desired);
+
+/* A full memory barrier (KeMemoryBarrier). */
+void plat_fence(void);
+
+/* ------------------------------------------------------------------ locks */
+
+/* A mutual-exclusion lock living in a pointer-sized word (0 = free). Acquire blocks (the
+ * native backend spins briefly, then sleeps on a futex; explore disables the waiter until the
+ * release — never a busy spin, so spin-lock-heavy code cannot look like a livelock).
+ * Not recursive. Release may happen on a different thread than the acquire (the cancel lock is
+ * released by the callee). */
+typedef uintptr_t plat_lockword;
+void plat_lock_init(volatile plat_lockword *w);
+void plat_lock_acquire(volatile plat_lockword *w);
+bool plat_lock_try(volatile plat_lockword *w);
+void plat_lock_release(volatile plat_lockword *w);
+bool plat_lock_is_held(const volatile plat_lockword *w); /* racy snapshot, diagnostics only */
+
+/* ------------------------------------------------------------------ wait / wake (futex-like) */
+
+#define PLAT_FOREVER INT64_MAX
+
+enum plat_wait_result { PLAT_WOKEN = 0, PLAT_TIMEDOUT = 1 };
+
+/* If *addr == expected, block until plat_wake(addr) or the deadline; returns PLAT_WOKEN (also
+ * when *addr differed or on a spurious wake-up: callers re-check their condition) or
+ * PLAT_TIMEDOUT. The check and the block are atomic with respect to plat_wake. */
+int plat_wait(volatile uint32_t *addr, uint32_t expected, int64_t deadline_ns);
+
+/* Wake up to n waiters blocked on addr (n = INT32_MAX: all). */
+void plat_wake(volatile uint32_t *addr, int32_t n);
+
+/* Per-thread parking with a permit (no lost wake-ups): plat_unpark(t) before plat_park()
+ * makes the next park return at once. Returns PLAT_WOKEN or PLAT_TIMEDOUT. */
+int plat_park(int64_t deadline_ns);
+void plat_unpark(plat_thread *t);
+
+/* ------------------------------------------------------------------ time and yielding */
+
+/* Monotonic nanoseconds (virtual in explore mode: advances only when a timed wait expires or
+ * a thread sleeps). */
+int64_t plat_now_ns(void);
+
+/* Wall clock as NT system time: 100 ns units since 1601-01-01 (virtual in explore mode). */
+int64_t plat_system_time(void);
+
+/* Sleep for ns (explore: advances virtual time). A scheduling point. */
+void plat_sleep_ns(int64_t ns);
+
+/* Give other threads a chance to run. A scheduling point. */
+void plat_yield(void);
+
+/* A labelled scheduling point. Upper layers call it at the operations the explorer must be
+ * able to interleave that are not already a lock, atomic or wait (IoCompleteRequest,
+ * IoMarkIrpPending, StartIo entry, …). `op` is a static string naming the operation, `obj`
+ * the object it acts on (for swimlanes). Native mode: a no-op unless an injection hook is set
+ * (the verifier's delay injection). */
+void plat_point(const char *op, const void *obj);
+
+/* Native-mode hook called by plat_point (NULL = none). The explorer ignores it. */
+typedef void (*plat_point_hook)(const char *op, const void *obj);
+void plat_set_point_hook(plat_point_hook hook);
+
+/* ------------------------------------------------------------------ memory */
+
+/* Runtime allocations. In explore mode allocations are tracked per execution and released when
+ * the execution ends, so a discarded schedule leaks nothing. plat_fail_allocs(n) makes the
+ * next n allocations fail (returns NULL), for testing out-of-memory paths. */
+void *plat_alloc(size_t n);
+void *plat_calloc(size_t count, size_t n);
+void plat_free(void *p);
+void plat_fail_allocs(int n);
+
+/* ------------------------------------------------------------------ per-execution state */
+
+/* Layers with process-global state register a reset function. The explore backend calls every
+ * registered function (in registration order) before each execution starts, after the
+ * previous execution's memory has been released, so each schedule starts from a fresh runtime.
+ * Native mode calls them from plat_reset_all() (tests that want a fresh runtime). */
+typedef void (*plat_reset_fn)(void);
+void plat_on_reset(plat_reset_fn fn);
+void plat_reset_all(void);
+
+/* ------------------------------------------------------------------ diagnostics */
+
+/* Abort the process after printing msg (internal invariant broken; never used for driver
+ * bugs, which are reports). */
+_Noreturn void plat_panic(const char *msg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
