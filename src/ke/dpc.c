@@ -1,0 +1,228 @@
+/* DPCs: one queue and one runtime-owned thread ("DPC cpu<N>") per virtual CPU. The thread runs
+ * each DPC at DISPATCH_LEVEL. Threads start on first use and stop in ke_shutdown(). */
+#include <stdio.h>
+
+#include "ke/ke.h"
+
+#define MAX_VCPUS 64
+
+typedef struct dpc_queue {
+    plat_lockword lock; /* guards list, seq counters, stop; leaf lock, no callouts under it */
+    LIST_ENTRY list;
+    uint32_t work_seq;  /* bumped on insert/stop; the DPC thread waits on it */
+    int64_t inserted;   /* DPCs ever inserted (for KeFlushQueuedDpcs) */
+    int64_t finished;   /* DPCs ever run or removed */
+    uint32_t done_seq;  /* bumped when `finished` grows; flushers wait on it */
+    int32_t stop;
+    int32_t queued;     /* currently queued */
+    plat_thread *thread;
+} dpc_queue;
+
+static dpc_queue queues[MAX_VCPUS];
+static plat_lockword start_lock; /* serialises thread start/stop; taken before a queue lock */
+static int32_t initialized;
+const ke_observer *ke_observer_current;
+
+void ke_set_observer(const ke_observer *observer) { plat_store_ptr((void *volatile *)&ke_observer_current, (void *)observer); }
+
+static void reset_dpcs(void)
+{
+    memset(queues, 0, sizeof queues);
+    plat_lock_init(&start_lock);
+    initialized = 0;
+}
+
+static void ensure_init(void)
+{
+    if (plat_load32(&initialized)) return;
+    plat_lock_acquire(&start_lock);
+    if (!initialized) {
+        for (int i = 0; i < MAX_VCPUS; i++) InitializeListHead(&queues[i].list);
+        plat_on_reset(reset_dpcs);
+        plat_store32(&initialized, 1);
+    }
+    plat_lock_release(&start_lock);
+}
+
+static void run_one(dpc_queue *q)
+{
+    PLIST_ENTRY e = RemoveHeadList(&q->list);
+    PKDPC dpc = CONTAINING_RECORD(e, KDPC, DpcListEntry);
+    /* Capture everything before the call: the routine may free or requeue the DPC. */
+    PKDEFERRED_ROUTINE routine = dpc->DeferredRoutine;
+    PVOID ctx = dpc->DeferredContext, a1 = dpc->SystemArgument1, a2 = dpc->SystemArgument2;
+    dpc->DpcData = NULL;
+    q->queued--;
+    plat_lock_release(&q->lock);
+
+    const ke_observer *obs = plat_load_ptr((void *const volatile *)&ke_observer_current);
+    ke_set_irql(DISPATCH_LEVEL);
+    if (obs && obs->dpc_begin) obs->dpc_begin(dpc, routine);
+    plat_point("DPC", dpc);
+    routine(dpc, ctx, a1, a2);
+    if (obs && obs->dpc_end) obs->dpc_end(routine);
+    KIRQL after = ke_irql();
+    if (after != DISPATCH_LEVEL)
+        ke_bugcheck(IRPK_BUGCHECK_IRQL_NOT_LESS_OR_EQUAL, (uintptr_t)routine, after, 0, 0,
+                    "DPC routine %p returned at IRQL %u (entered at DISPATCH_LEVEL).\nUsual "
+                    "cause: an unmatched KeRaiseIrql/KeLowerIrql or spin lock in the DPC.",
+                    (void *)(uintptr_t)routine, after);
+    ke_set_irql(PASSIVE_LEVEL);
+
+    plat_lock_acquire(&q->lock);
+    q->finished++;
+    q->done_seq++;
+    plat_wake(&q->done_seq, INT32_MAX);
+}
+
+static void dpc_thread(void *arg)
+{
+    dpc_queue *q = arg;
+    plat_lock_acquire(&q->lock);
+    for (;;) {
+        if (!IsListEmpty(&q->list)) {
+            run_one(q); /* returns with q->lock held again */
+            continue;
+        }
+        if (q->stop) break;
+        uint32_t seq = q->work_seq;
+        plat_lock_release(&q->lock);
+        plat_wait(&q->work_seq, seq, PLAT_FOREVER); /* seq re-checked atomically by the wait */
+        plat_lock_acquire(&q->lock);
+    }
+    plat_lock_release(&q->lock);
+}
+
+static dpc_queue *queue_for(unsigned cpu)
+{
+    ensure_init();
+    unsigned n = plat_vcpus();
+    if (n > MAX_VCPUS) n = MAX_VCPUS;
+    dpc_queue *q = &queues[cpu % n];
+    if (plat_load_ptr((void *const volatile *)&q->thread)) return q;
+    plat_lock_acquire(&start_lock);
+    if (!q->thread) {
+        char name[PLAT_NAME_MAX];
+        snprintf(name, sizeof name, "DPC cpu%u", (unsigned)(q - queues));
+        plat_thread *t = plat_thread_start(dpc_thread, q, name, PLAT_THREAD_SYSTEM);
+        if (!t) plat_panic("cannot start a DPC thread");
+        t->vcpu = (uint8_t)(q - queues);
+        plat_store_ptr((void *volatile *)&q->thread, t);
+    }
+    plat_lock_release(&start_lock);
+    return q;
+}
+
+VOID KeInitializeDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine, PVOID DeferredContext)
+{
+    memset(Dpc, 0, sizeof *Dpc);
+    Dpc->Type = DpcObject;
+    Dpc->Importance = MediumImportance;
+    Dpc->DeferredRoutine = DeferredRoutine;
+    Dpc->DeferredContext = DeferredContext;
+    InitializeListHead(&Dpc->DpcListEntry);
+}
+
+VOID KeSetTargetProcessorDpc(PRKDPC Dpc, CCHAR Number)
+{
+    Dpc->Number = (USHORT)(UCHAR)Number;
+    Dpc->IrpkTargeted = 1;
+}
+
+VOID KeSetImportanceDpc(PRKDPC Dpc, KDPC_IMPORTANCE Importance) { Dpc->Importance = (UCHAR)Importance; }
+
+BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument2)
+{
+    unsigned cpu = Dpc->IrpkTargeted ? Dpc->Number : plat_self()->vcpu;
+    dpc_queue *q = queue_for(cpu);
+    plat_point("KeInsertQueueDpc", Dpc);
+    plat_lock_acquire(&q->lock);
+    /* DpcData is written only under the lock of the queue the DPC is (or was) on. */
+    if (Dpc->DpcData) {
+        plat_lock_release(&q->lock);
+        return FALSE;
+    }
+    Dpc->DpcData = q;
+    Dpc->SystemArgument1 = SystemArgument1;
+    Dpc->SystemArgument2 = SystemArgument2;
+    if (Dpc->Importance == HighImportance) InsertHeadList(&q->list, &Dpc->DpcListEntry);
+    else InsertTailList(&q->list, &Dpc->DpcListEntry);
+    q->inserted++;
+    q->queued++;
+    q->work_seq++;
+    plat_lock_release(&q->lock);
+    plat_wake(&q->work_seq, 1);
+    return TRUE;
+}
+
+BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc)
+{
+    dpc_queue *q = (dpc_queue *)plat_load_ptr((void *const volatile *)&Dpc->DpcData);
+    if (!q) return FALSE;
+    plat_lock_acquire(&q->lock);
+    bool queued = Dpc->DpcData == q; /* still on this queue: not yet picked by its thread */
+    if (queued) {
+        RemoveEntryList(&Dpc->DpcListEntry);
+        Dpc->DpcData = NULL;
+        q->queued--;
+        q->finished++;
+        q->done_seq++;
+    }
+    plat_lock_release(&q->lock);
+    if (queued) plat_wake(&q->done_seq, INT32_MAX);
+    return queued;
+}
+
+VOID KeFlushQueuedDpcs(VOID)
+{
+    ensure_init();
+    for (int i = 0; i < MAX_VCPUS; i++) {
+        dpc_queue *q = &queues[i];
+        plat_lock_acquire(&q->lock);
+        int64_t target = q->inserted;
+        while (q->finished < target) {
+            uint32_t seq = q->done_seq;
+            plat_lock_release(&q->lock);
+            plat_wait(&q->done_seq, seq, PLAT_FOREVER);
+            plat_lock_acquire(&q->lock);
+        }
+        plat_lock_release(&q->lock);
+    }
+}
+
+int ke_dpcs_queued(void)
+{
+    if (!plat_load32(&initialized)) return 0;
+    int n = 0;
+    for (int i = 0; i < MAX_VCPUS; i++) {
+        plat_lock_acquire(&queues[i].lock);
+        n += queues[i].queued;
+        plat_lock_release(&queues[i].lock);
+    }
+    return n;
+}
+
+void ke_dpc_shutdown(void)
+{
+    if (!plat_load32(&initialized)) return;
+    for (int i = 0; i < MAX_VCPUS; i++) {
+        dpc_queue *q = &queues[i];
+        /* Join outside start_lock: a draining DPC may insert DPCs that start other threads. */
+        plat_lock_acquire(&start_lock);
+        plat_thread *t = q->thread;
+        plat_lock_release(&start_lock);
+        if (!t) continue;
+        plat_lock_acquire(&q->lock);
+        q->stop = 1;
+        q->work_seq++;
+        plat_lock_release(&q->lock);
+        plat_wake(&q->work_seq, INT32_MAX);
+        plat_thread_join(t); /* it drains the queue before exiting */
+        plat_lock_acquire(&start_lock);
+        plat_lock_acquire(&q->lock);
+        q->thread = NULL;
+        q->stop = 0;
+        plat_lock_release(&q->lock);
+        plat_lock_release(&start_lock);
+    }
+}

@@ -1,0 +1,63 @@
+/* Internal interface of the ke layer for the layers above it (io, verify, user, trace). */
+#ifndef IRPK_KE_H
+#define IRPK_KE_H
+
+#include <wdm.h>
+
+#include "irpkit/bugcheck.h"
+#include "platform/platform.h"
+
+/* ---- per-thread ke state (plat_thread.ext[PLAT_EXT_KE]) */
+typedef struct ke_thread {
+    int32_t critical_region; /* KeEnterCriticalRegion nesting */
+    /* Spin locks the thread holds, newest last (the verifier's held-lock set). */
+    const void *held[16];
+    uint8_t held_irql[16];
+    int32_t n_held;
+} ke_thread;
+
+/* The calling thread's ke state (created on first use; freed by the thread-exit hook). */
+ke_thread *ke_self(void);
+
+static inline KIRQL ke_irql(void) { return plat_self()->irql; }
+
+/* Set the IRQL without checks (runtime-internal transitions, e.g. DPC threads). A scheduling
+ * point in explore mode. */
+void ke_set_irql(KIRQL irql);
+
+/* Convenience for reports raised by the runtime itself. */
+#define ke_bugcheck irpk_bugcheck_raise
+
+/* ---- dispatcher objects (events, semaphores, mutexes, timers, threads) */
+
+/* Signal a dispatcher object whose state the caller defines (thread objects at exit): sets
+ * SignalState to `state` and wakes the waiters it satisfies. */
+void ke_signal_object(DISPATCHER_HEADER *header, LONG state);
+/* Initialise a header of the given type (waitable by KeWaitForSingleObject). */
+void ke_init_dispatcher_header(DISPATCHER_HEADER *header, UCHAR type, LONG state);
+/* Convert an NT timeout (NULL / relative negative / absolute positive, 100 ns) to a
+ * plat_now_ns deadline; PLAT_FOREVER for NULL. */
+int64_t ke_timeout_to_deadline(const LARGE_INTEGER *timeout);
+
+/* ---- DPC and timer observers (trace / timeline), all optional */
+typedef struct ke_observer {
+    void (*dpc_begin)(PKDPC dpc, PKDEFERRED_ROUTINE routine);
+    void (*dpc_end)(PKDEFERRED_ROUTINE routine);
+    void (*timer_fired)(PKTIMER timer);
+} ke_observer;
+void ke_set_observer(const ke_observer *observer);
+extern const ke_observer *ke_observer_current;
+
+/* ---- runtime lifetime */
+/* Stop the DPC and timer threads (native mode), after letting queued DPCs run. Idempotent;
+ * the threads restart on demand. */
+void ke_shutdown(void);
+/* Number of DPCs queued and timers set right now (leak checks at teardown). */
+int ke_dpcs_queued(void);
+int ke_timers_set(void);
+
+/* Pool accounting: live allocations (all tags / one tag). */
+long ke_pool_outstanding(void);
+long ke_pool_outstanding_tag(ULONG tag);
+
+#endif

@@ -1,0 +1,367 @@
+/* Dispatcher objects and waits: events, semaphores, mutexes, timers and thread objects, with
+ * KeWaitForSingleObject / KeWaitForMultipleObjects and the NT timeout convention.
+ *
+ * One dispatcher lock (a platform lock word, like NT's dispatcher database lock) guards every
+ * object's SignalState and wait list; waiters register wait blocks under it, drop it and park;
+ * a signaller satisfies waiters under it and unparks them. Because the satisfied flag is only
+ * read and written under the lock and plat_park keeps a permit, no wake-up can be lost. */
+#include "ke/ke.h"
+
+struct _KIRPK_WAITER {
+    plat_thread *thread;
+    int32_t done; /* under dispatcher_lock */
+    NTSTATUS status;
+    WAIT_TYPE type;
+    ULONG count;
+    PKWAIT_BLOCK blocks;
+};
+typedef struct _KIRPK_WAITER ke_waiter;
+
+static plat_lockword dispatcher_lock;
+
+static void lock_dispatcher(void) { plat_lock_acquire(&dispatcher_lock); }
+static void unlock_dispatcher(void) { plat_lock_release(&dispatcher_lock); }
+
+void ke_init_dispatcher_header(DISPATCHER_HEADER *h, UCHAR type, LONG state)
+{
+    h->Type = type;
+    h->Absolute = 0;
+    h->Size = 0;
+    h->Inserted = 0;
+    h->SignalState = state;
+    InitializeListHead(&h->WaitListHead);
+}
+
+/* ---- object semantics (dispatcher lock held) */
+
+static bool is_signaled(DISPATCHER_HEADER *h, plat_thread *t)
+{
+    if (h->Type == MutantObject) return h->SignalState > 0 || ((PKMUTANT)h)->OwnerThread == t;
+    return h->SignalState > 0;
+}
+
+static void consume(DISPATCHER_HEADER *h, plat_thread *t)
+{
+    switch (h->Type) {
+    case EventSynchronizationObject:
+    case TimerSynchronizationObject:
+        h->SignalState = 0;
+        break;
+    case SemaphoreObject:
+        h->SignalState--;
+        break;
+    case MutantObject:
+        h->SignalState--;
+        ((PKMUTANT)h)->OwnerThread = t;
+        break;
+    default: /* notification events/timers and threads stay signalled */
+        break;
+    }
+}
+
+static void satisfy(ke_waiter *w, NTSTATUS status)
+{
+    for (ULONG i = 0; i < w->count; i++) RemoveEntryList(&w->blocks[i].WaitListEntry);
+    w->status = status;
+    w->done = 1;
+    plat_unpark(w->thread);
+}
+
+static bool all_signaled(ke_waiter *w)
+{
+    for (ULONG i = 0; i < w->count; i++)
+        if (!is_signaled(w->blocks[i].Object, w->thread)) return false;
+    return true;
+}
+
+/* Satisfy as many waiters of h as its new state allows (dispatcher lock held). */
+static void wake_waiters(DISPATCHER_HEADER *h)
+{
+    PLIST_ENTRY e = h->WaitListHead.Flink;
+    while (e != &h->WaitListHead && is_signaled(h, NULL)) {
+        PKWAIT_BLOCK wb = CONTAINING_RECORD(e, KWAIT_BLOCK, WaitListEntry);
+        ke_waiter *w = wb->Waiter;
+        e = e->Flink; /* satisfy() unlinks only w's own blocks */
+        if (w->type == WaitAny) {
+            consume(h, w->thread);
+            satisfy(w, STATUS_WAIT_0 + wb->WaitKey);
+        } else if (all_signaled(w)) {
+            for (ULONG i = 0; i < w->count; i++) consume(w->blocks[i].Object, w->thread);
+            satisfy(w, STATUS_SUCCESS);
+        }
+    }
+}
+
+void ke_signal_object(DISPATCHER_HEADER *h, LONG state)
+{
+    lock_dispatcher();
+    h->SignalState = state;
+    wake_waiters(h);
+    unlock_dispatcher();
+}
+
+/* ---- events */
+
+VOID KeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State)
+{
+    ke_init_dispatcher_header(&Event->Header,
+                              Type == NotificationEvent ? EventNotificationObject
+                                                        : EventSynchronizationObject,
+                              State ? 1 : 0);
+}
+
+LONG KeSetEvent(PRKEVENT Event, KPRIORITY Increment, BOOLEAN Wait)
+{
+    (void)Increment;
+    (void)Wait;
+    plat_point("KeSetEvent", Event);
+    lock_dispatcher();
+    LONG prev = Event->Header.SignalState;
+    Event->Header.SignalState = 1;
+    wake_waiters(&Event->Header);
+    unlock_dispatcher();
+    return prev;
+}
+
+LONG KeResetEvent(PRKEVENT Event)
+{
+    lock_dispatcher();
+    LONG prev = Event->Header.SignalState;
+    Event->Header.SignalState = 0;
+    unlock_dispatcher();
+    return prev;
+}
+
+VOID KeClearEvent(PRKEVENT Event) { (void)KeResetEvent(Event); }
+
+static LONG read_state(DISPATCHER_HEADER *h)
+{
+    lock_dispatcher();
+    LONG s = h->SignalState;
+    unlock_dispatcher();
+    return s;
+}
+
+LONG KeReadStateEvent(PRKEVENT Event) { return read_state(&Event->Header); }
+
+/* ---- semaphores */
+
+VOID KeInitializeSemaphore(PRKSEMAPHORE Semaphore, LONG Count, LONG Limit)
+{
+    ke_init_dispatcher_header(&Semaphore->Header, SemaphoreObject, Count);
+    Semaphore->Limit = Limit;
+}
+
+LONG KeReleaseSemaphore(PRKSEMAPHORE Semaphore, KPRIORITY Increment, LONG Adjustment, BOOLEAN Wait)
+{
+    (void)Increment;
+    (void)Wait;
+    lock_dispatcher();
+    LONG prev = Semaphore->Header.SignalState;
+    bool ok = Adjustment > 0 && prev <= Semaphore->Limit - Adjustment;
+    if (ok) {
+        Semaphore->Header.SignalState = prev + Adjustment;
+        wake_waiters(&Semaphore->Header);
+    }
+    unlock_dispatcher();
+    if (!ok)
+        ke_bugcheck(IRPK_BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, 0x1, (uintptr_t)Semaphore,
+                    (uintptr_t)prev, (uintptr_t)Adjustment,
+                    "KeReleaseSemaphore would exceed the limit (count %d + %d > limit %d) — "
+                    "STATUS_SEMAPHORE_LIMIT_EXCEEDED; the count is unchanged.",
+                    (int)prev, (int)Adjustment, (int)Semaphore->Limit);
+    return prev;
+}
+
+LONG KeReadStateSemaphore(PRKSEMAPHORE Semaphore) { return read_state(&Semaphore->Header); }
+
+/* ---- mutexes */
+
+VOID KeInitializeMutex(PRKMUTEX Mutex, ULONG Level)
+{
+    (void)Level;
+    ke_init_dispatcher_header(&Mutex->Header, MutantObject, 1);
+    Mutex->OwnerThread = NULL;
+    Mutex->Abandoned = FALSE;
+    Mutex->ApcDisable = 1;
+    InitializeListHead(&Mutex->MutantListEntry);
+}
+
+LONG KeReleaseMutex(PRKMUTEX Mutex, BOOLEAN Wait)
+{
+    (void)Wait;
+    plat_thread *self = plat_self();
+    lock_dispatcher();
+    LONG prev = Mutex->Header.SignalState;
+    bool owner = Mutex->OwnerThread == self && prev <= 0;
+    if (owner) {
+        Mutex->Header.SignalState = prev + 1;
+        if (Mutex->Header.SignalState == 1) {
+            Mutex->OwnerThread = NULL;
+            wake_waiters(&Mutex->Header);
+        }
+    }
+    unlock_dispatcher();
+    if (!owner)
+        ke_bugcheck(0x1E /* KMODE_EXCEPTION: STATUS_MUTANT_NOT_OWNED */, (uintptr_t)Mutex, 0, 0, 0,
+                    "KeReleaseMutex by a thread that does not own the mutex; ignored.");
+    return prev;
+}
+
+LONG KeReadStateMutex(PRKMUTEX Mutex) { return read_state(&Mutex->Header); }
+
+/* ---- waits */
+
+int64_t ke_timeout_to_deadline(const LARGE_INTEGER *timeout)
+{
+    if (!timeout) return PLAT_FOREVER;
+    int64_t now = plat_now_ns();
+    int64_t q = timeout->QuadPart;
+    int64_t rel100 = q <= 0 ? -q : q - plat_system_time();
+    if (rel100 < 0) rel100 = 0;
+    if (rel100 > (PLAT_FOREVER - now) / 100) return PLAT_FOREVER;
+    return now + rel100 * 100;
+}
+
+static void check_wait_irql(const LARGE_INTEGER *timeout, const char *api)
+{
+    KIRQL irql = ke_irql();
+    if (irql < DISPATCH_LEVEL || (timeout && timeout->QuadPart == 0)) return;
+    ke_bugcheck(IRPK_BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, 0x3B, irql,
+                timeout ? (uintptr_t)timeout->QuadPart : 0, 0,
+                "%s with a non-zero timeout at IRQL %u (DISPATCH_LEVEL or above). The thread "
+                "waits anyway so the program runs on.\nUsual cause: blocking inside StartIo, a "
+                "DPC, or while holding a spin lock; start the work and finish it later from a "
+                "timer/DPC instead of waiting.",
+                api, irql);
+}
+
+/* Satisfiable right now? Consumes and returns the status, or STATUS_PENDING. */
+static NTSTATUS try_satisfy(ULONG count, PVOID *objs, WAIT_TYPE type, plat_thread *self)
+{
+    if (type == WaitAny) {
+        for (ULONG i = 0; i < count; i++) {
+            if (is_signaled(objs[i], self)) {
+                consume(objs[i], self);
+                return STATUS_WAIT_0 + (NTSTATUS)i;
+            }
+        }
+        return STATUS_PENDING;
+    }
+    for (ULONG i = 0; i < count; i++)
+        if (!is_signaled(objs[i], self)) return STATUS_PENDING;
+    for (ULONG i = 0; i < count; i++) consume(objs[i], self);
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_INTEGER timeout,
+                             PKWAIT_BLOCK blocks)
+{
+    plat_thread *self = plat_self();
+    int64_t deadline = ke_timeout_to_deadline(timeout);
+    ke_waiter w = {self, 0, STATUS_PENDING, type, count, blocks};
+    plat_point("KeWait", objs[0]);
+    lock_dispatcher();
+    NTSTATUS st = try_satisfy(count, objs, type, self);
+    if (st != STATUS_PENDING || (timeout && timeout->QuadPart == 0)) {
+        unlock_dispatcher();
+        return st == STATUS_PENDING ? STATUS_TIMEOUT : st;
+    }
+    for (ULONG i = 0; i < count; i++) {
+        blocks[i].Waiter = &w;
+        blocks[i].Object = objs[i];
+        blocks[i].WaitKey = (USHORT)i;
+        blocks[i].WaitType = (UCHAR)type;
+        InsertTailList(&((DISPATCHER_HEADER *)objs[i])->WaitListHead, &blocks[i].WaitListEntry);
+    }
+    unlock_dispatcher();
+    for (;;) {
+        int r = plat_park(deadline);
+        lock_dispatcher();
+        if (w.done) {
+            unlock_dispatcher();
+            return w.status;
+        }
+        if (r == PLAT_TIMEDOUT || plat_now_ns() >= deadline) {
+            for (ULONG i = 0; i < count; i++) RemoveEntryList(&blocks[i].WaitListEntry);
+            unlock_dispatcher();
+            return STATUS_TIMEOUT;
+        }
+        unlock_dispatcher(); /* spurious wake-up: park again */
+    }
+}
+
+NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
+                               BOOLEAN Alertable, PLARGE_INTEGER Timeout)
+{
+    (void)WaitReason;
+    (void)WaitMode;
+    (void)Alertable;
+    check_wait_irql(Timeout, "KeWaitForSingleObject");
+    KWAIT_BLOCK block;
+    PVOID objs[1] = {Object};
+    return wait_objects(1, objs, WaitAny, Timeout, &block);
+}
+
+NTSTATUS KeWaitForMultipleObjects(ULONG Count, PVOID Object[], WAIT_TYPE WaitType,
+                                  KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
+                                  BOOLEAN Alertable, PLARGE_INTEGER Timeout,
+                                  PKWAIT_BLOCK WaitBlockArray)
+{
+    (void)WaitReason;
+    (void)WaitMode;
+    (void)Alertable;
+    KWAIT_BLOCK local[THREAD_WAIT_OBJECTS];
+    if (Count == 0 || Count > MAXIMUM_WAIT_OBJECTS ||
+        (!WaitBlockArray && Count > THREAD_WAIT_OBJECTS) ||
+        (WaitType != WaitAny && WaitType != WaitAll)) {
+        ke_bugcheck(IRPK_BUGCHECK_MAXIMUM_WAIT_OBJECTS_EXCEEDED, Count, (uintptr_t)WaitBlockArray,
+                    WaitType, 0,
+                    "KeWaitForMultipleObjects with %u objects (at most %u without a "
+                    "WaitBlockArray, %u with one) or an unsupported wait type; returns "
+                    "STATUS_INVALID_PARAMETER.",
+                    (unsigned)Count, THREAD_WAIT_OBJECTS, MAXIMUM_WAIT_OBJECTS);
+        return STATUS_INVALID_PARAMETER;
+    }
+    check_wait_irql(Timeout, "KeWaitForMultipleObjects");
+    return wait_objects(Count, Object, WaitType, Timeout, WaitBlockArray ? WaitBlockArray : local);
+}
+
+NTSTATUS KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLARGE_INTEGER Interval)
+{
+    (void)WaitMode;
+    (void)Alertable;
+    if (!Interval) return STATUS_INVALID_PARAMETER;
+    KIRQL irql = ke_irql();
+    if (irql >= DISPATCH_LEVEL)
+        ke_bugcheck(IRPK_BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, 0x3B, irql,
+                    (uintptr_t)Interval->QuadPart, 0,
+                    "KeDelayExecutionThread at IRQL %u (DISPATCH_LEVEL or above): sleeping is "
+                    "illegal here. The thread sleeps anyway so the program runs on.",
+                    irql);
+    int64_t deadline = ke_timeout_to_deadline(Interval);
+    plat_sleep_ns(deadline - plat_now_ns());
+    return STATUS_SUCCESS;
+}
+
+VOID KeStallExecutionProcessor(ULONG MicroSeconds) { plat_sleep_ns((int64_t)MicroSeconds * 1000); }
+
+VOID KeQuerySystemTime(PLARGE_INTEGER CurrentTime) { CurrentTime->QuadPart = plat_system_time(); }
+
+ULONGLONG KeQueryInterruptTime(VOID) { return (ULONGLONG)(plat_now_ns() / 100); }
+
+#define TIME_INCREMENT 156250 /* 15.625 ms in 100 ns units, the usual NT clock tick */
+
+VOID KeQueryTickCount(PLARGE_INTEGER CurrentCount)
+{
+    CurrentCount->QuadPart = (LONGLONG)(KeQueryInterruptTime() / TIME_INCREMENT);
+}
+
+ULONG KeQueryTimeIncrement(VOID) { return TIME_INCREMENT; }
+
+static void reset_dispatcher(void) { plat_lock_init(&dispatcher_lock); }
+
+__attribute__((constructor)) static void register_dispatcher_reset(void)
+{
+    plat_on_reset(reset_dispatcher);
+}
