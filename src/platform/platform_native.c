@@ -116,10 +116,13 @@ void *plat_cas_ptr(void *volatile *p, void *expected, void *desired)
     __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     return expected;
 }
+/* A seq_cst read-modify-write is a full barrier, and unlike a bare fence ThreadSanitizer
+ * understands it. */
+static int32_t fence_word;
 void plat_fence(void)
 {
     POINT("fence", NULL);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&fence_word, 0, __ATOMIC_SEQ_CST);
 }
 
 /* ------------------------------------------------------------------ futex */
@@ -232,12 +235,29 @@ bool plat_lock_try(volatile plat_lockword *w)
     return __atomic_compare_exchange_n(w, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
+static void native_lock_acquire(volatile plat_lockword *w);
+static void native_lock_release(volatile plat_lockword *w);
+
 void plat_lock_acquire(volatile plat_lockword *w)
 {
     if (EXPLORING()) {
         plat_explore_ops->lock_acquire(w);
         return;
     }
+    native_lock_acquire(w);
+}
+
+void plat_lock_release(volatile plat_lockword *w)
+{
+    if (EXPLORING()) {
+        plat_explore_ops->lock_release(w);
+        return;
+    }
+    native_lock_release(w);
+}
+
+static void native_lock_acquire(volatile plat_lockword *w)
+{
     plat_lockword expected = 0;
     if (__atomic_compare_exchange_n(w, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
         return;
@@ -256,12 +276,8 @@ void plat_lock_acquire(volatile plat_lockword *w)
         futex_wait_abs(lock_futex(w), 2, PLAT_FOREVER);
 }
 
-void plat_lock_release(volatile plat_lockword *w)
+static void native_lock_release(volatile plat_lockword *w)
 {
-    if (EXPLORING()) {
-        plat_explore_ops->lock_release(w);
-        return;
-    }
     if (__atomic_exchange_n(w, 0, __ATOMIC_RELEASE) == 2) futex_wake(lock_futex(w), 1);
 }
 
@@ -275,6 +291,10 @@ bool plat_lock_is_held(const volatile plat_lockword *w)
 #define MAX_EXIT_HOOKS 8
 static plat_exit_hook exit_hooks[MAX_EXIT_HOOKS];
 static int32_t n_exit_hooks;
+/* Guards the hook and reset tables. Always the native lock, also in explore mode: it is
+ * platform bookkeeping, not part of the program under test, so it must not add scheduling
+ * points; no platform call (hence no fiber switch) happens while it is held, so in explore
+ * mode it is always free when taken. */
 static plat_lockword hooks_lock;
 static int32_t next_thread_id;
 static int32_t n_vcpus = 2;
@@ -322,20 +342,20 @@ void plat_thread_set_name(plat_thread *t, const char *name)
 void plat_on_thread_exit(plat_exit_hook hook)
 {
     /* hooks_lock orders registrations; readers copy the array under it too. */
-    plat_lock_acquire(&hooks_lock);
+    native_lock_acquire(&hooks_lock);
     bool present = false;
     for (int i = 0; i < n_exit_hooks; i++) present |= exit_hooks[i] == hook;
     if (!present && n_exit_hooks < MAX_EXIT_HOOKS) exit_hooks[n_exit_hooks++] = hook;
-    plat_lock_release(&hooks_lock);
+    native_lock_release(&hooks_lock);
 }
 
 void plat__run_exit_hooks(plat_thread *t)
 {
     plat_exit_hook copy[MAX_EXIT_HOOKS];
-    plat_lock_acquire(&hooks_lock);
+    native_lock_acquire(&hooks_lock);
     int n = n_exit_hooks;
     memcpy(copy, exit_hooks, sizeof copy);
-    plat_lock_release(&hooks_lock);
+    native_lock_release(&hooks_lock);
     t->exiting = 1;
     for (int i = n - 1; i >= 0; i--) copy[i](t);
 }
@@ -547,20 +567,20 @@ static int n_resets;
 
 void plat_on_reset(plat_reset_fn fn)
 {
-    plat_lock_acquire(&hooks_lock);
+    native_lock_acquire(&hooks_lock);
     bool present = false;
     for (int i = 0; i < n_resets; i++) present |= resets[i] == fn;
     if (!present && n_resets < MAX_RESETS) resets[n_resets++] = fn;
-    plat_lock_release(&hooks_lock);
+    native_lock_release(&hooks_lock);
 }
 
 void plat_reset_all(void)
 {
     plat_reset_fn copy[MAX_RESETS];
-    plat_lock_acquire(&hooks_lock);
+    native_lock_acquire(&hooks_lock);
     int n = n_resets;
     memcpy(copy, resets, sizeof copy);
-    plat_lock_release(&hooks_lock);
+    native_lock_release(&hooks_lock);
     for (int i = 0; i < n; i++) copy[i]();
 }
 
