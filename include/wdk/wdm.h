@@ -386,6 +386,120 @@ PKDEVICE_QUEUE_ENTRY KeRemoveByKeyDeviceQueue(PKDEVICE_QUEUE DeviceQueue, ULONG 
 PKDEVICE_QUEUE_ENTRY KeRemoveByKeyDeviceQueueIfBusy(PKDEVICE_QUEUE DeviceQueue, ULONG SortKey);
 BOOLEAN KeRemoveEntryDeviceQueue(PKDEVICE_QUEUE DeviceQueue, PKDEVICE_QUEUE_ENTRY DeviceQueueEntry);
 
+/* =========================================================================== objects, threads */
+
+/* Opaque kernel objects. A KTHREAD is the first part of its ETHREAD, so both pointers name the
+ * same object (as in Windows). Thread objects are waitable: signalled when the thread exits. */
+typedef struct _KTHREAD *PKTHREAD, *PRKTHREAD;
+typedef struct _ETHREAD *PETHREAD;
+typedef struct _KPROCESS *PKPROCESS, *PRKPROCESS;
+typedef struct _EPROCESS *PEPROCESS;
+typedef struct _OBJECT_TYPE *POBJECT_TYPE;
+
+typedef struct _CLIENT_ID {
+    HANDLE UniqueProcess;
+    HANDLE UniqueThread;
+} CLIENT_ID, *PCLIENT_ID;
+
+/* Access masks */
+#define DELETE 0x00010000L
+#define READ_CONTROL 0x00020000L
+#define WRITE_DAC 0x00040000L
+#define WRITE_OWNER 0x00080000L
+#define SYNCHRONIZE 0x00100000L
+#define STANDARD_RIGHTS_REQUIRED 0x000F0000L
+#define STANDARD_RIGHTS_READ READ_CONTROL
+#define STANDARD_RIGHTS_WRITE READ_CONTROL
+#define STANDARD_RIGHTS_EXECUTE READ_CONTROL
+#define STANDARD_RIGHTS_ALL 0x001F0000L
+#define GENERIC_READ 0x80000000L
+#define GENERIC_WRITE 0x40000000L
+#define GENERIC_EXECUTE 0x20000000L
+#define GENERIC_ALL 0x10000000L
+#define MAXIMUM_ALLOWED 0x02000000L
+#define EVENT_QUERY_STATE 0x0001
+#define EVENT_MODIFY_STATE 0x0002
+#define EVENT_ALL_ACCESS (STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0x3)
+#define THREAD_ALL_ACCESS (STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | 0xFFFF)
+
+/* Object attributes (names for NtCreateFile, PsCreateSystemThread, …) */
+#define OBJ_INHERIT 0x00000002L
+#define OBJ_PERMANENT 0x00000010L
+#define OBJ_EXCLUSIVE 0x00000020L
+#define OBJ_CASE_INSENSITIVE 0x00000040L
+#define OBJ_OPENIF 0x00000080L
+#define OBJ_KERNEL_HANDLE 0x00000200L
+#define OBJ_FORCE_ACCESS_CHECK 0x00000400L
+
+typedef struct _OBJECT_ATTRIBUTES {
+    ULONG Length;
+    HANDLE RootDirectory;
+    PUNICODE_STRING ObjectName;
+    ULONG Attributes;
+    PVOID SecurityDescriptor;
+    PVOID SecurityQualityOfService;
+} OBJECT_ATTRIBUTES, *POBJECT_ATTRIBUTES;
+typedef const OBJECT_ATTRIBUTES *PCOBJECT_ATTRIBUTES;
+
+#define InitializeObjectAttributes(p, n, a, r, s)                                             \
+    do {                                                                                      \
+        (p)->Length = sizeof(OBJECT_ATTRIBUTES);                                              \
+        (p)->RootDirectory = (r);                                                             \
+        (p)->Attributes = (a);                                                                \
+        (p)->ObjectName = (n);                                                                \
+        (p)->SecurityDescriptor = (s);                                                        \
+        (p)->SecurityQualityOfService = NULL;                                                 \
+    } while (0)
+
+typedef struct _OBJECT_HANDLE_INFORMATION {
+    ULONG HandleAttributes;
+    ACCESS_MASK GrantedAccess;
+} OBJECT_HANDLE_INFORMATION, *POBJECT_HANDLE_INFORMATION;
+
+/* Object types for ObReferenceObjectByHandle. */
+extern POBJECT_TYPE *PsThreadType;
+extern POBJECT_TYPE *PsProcessType;
+extern POBJECT_TYPE *ExEventObjectType;
+extern POBJECT_TYPE *ExSemaphoreObjectType;
+extern POBJECT_TYPE *IoFileObjectType;
+
+/* Take a reference on the object behind Handle. ObjectType NULL accepts any type. Returns
+ * STATUS_INVALID_HANDLE (closed or unknown handle), STATUS_OBJECT_TYPE_MISMATCH, or
+ * STATUS_ACCESS_DENIED (DesiredAccess not granted to a user-mode caller). */
+NTSTATUS ObReferenceObjectByHandle(HANDLE Handle, ACCESS_MASK DesiredAccess, POBJECT_TYPE ObjectType,
+                                   KPROCESSOR_MODE AccessMode, PVOID *Object,
+                                   POBJECT_HANDLE_INFORMATION HandleInformation);
+/* Reference counting of any object irpkit's object manager created (threads, events, files…). */
+LONG_PTR ObfReferenceObject(PVOID Object);
+LONG_PTR ObfDereferenceObject(PVOID Object);
+#define ObReferenceObject(Object) ObfReferenceObject(Object)
+#define ObDereferenceObject(Object) ObfDereferenceObject(Object)
+
+/* Close a handle (kernel or user). STATUS_INVALID_HANDLE for a closed or unknown handle;
+ * closing twice is safe. */
+NTSTATUS ZwClose(HANDLE Handle);
+
+typedef VOID KSTART_ROUTINE(PVOID StartContext);
+typedef KSTART_ROUTINE *PKSTART_ROUTINE;
+
+/* Start a system thread running StartRoutine(StartContext) (a runtime thread; in the explorer
+ * a simulated thread). *ThreadHandle receives a handle to its thread object, which is waitable
+ * and signalled when the thread exits; close it with ZwClose. */
+NTSTATUS PsCreateSystemThread(PHANDLE ThreadHandle, ULONG DesiredAccess,
+                              POBJECT_ATTRIBUTES ObjectAttributes, HANDLE ProcessHandle,
+                              PCLIENT_ID ClientId, PKSTART_ROUTINE StartRoutine, PVOID StartContext);
+/* End the calling system thread (does not return). Only for threads created by
+ * PsCreateSystemThread; anything else is reported and returns STATUS_INVALID_PARAMETER. */
+NTSTATUS PsTerminateSystemThread(NTSTATUS ExitStatus);
+PETHREAD PsGetCurrentThread(VOID);
+PKTHREAD KeGetCurrentThread(VOID);
+HANDLE PsGetCurrentThreadId(VOID);
+HANDLE PsGetThreadId(PETHREAD Thread);
+BOOLEAN PsIsSystemThread(PETHREAD Thread);
+PEPROCESS PsGetCurrentProcess(VOID);
+PEPROCESS IoGetCurrentProcess(VOID);
+HANDLE PsGetCurrentProcessId(VOID);
+
 #ifdef __cplusplus
 }
 #endif

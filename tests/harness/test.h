@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef void (*irpk_test_fn)(void);
 void irpk_test_register(const char *name, irpk_test_fn fn, const char *file);
 void irpk_test_fail(const char *file, int line, const char *fmt, ...)
@@ -18,6 +22,10 @@ int irpk_test_failed_in_case(void);
 long irpk_test_scale(long n);
 /* Deterministic 64-bit PRNG for tests (splitmix64). */
 uint64_t irpk_test_rand(uint64_t *state);
+
+#ifdef __cplusplus
+}
+#endif
 
 #define TEST(name)                                                                   \
     static void name(void);                                                          \
