@@ -13,6 +13,7 @@
 typedef struct plat_ops {
     plat_thread *(*thread_start)(plat_thread_fn fn, void *arg, const char *name, unsigned flags);
     void (*thread_join)(plat_thread *t);
+    void (*thread_exit)(void); /* must not return */
     plat_thread *(*self)(void);
 
     /* Every atomic goes through one entry: a scheduling point, then the operation (done by the

@@ -76,8 +76,10 @@ typedef struct plat_thread {
 typedef void (*plat_thread_fn)(void *arg);
 
 enum plat_thread_flags {
-    PLAT_THREAD_SYSTEM = 1u << 0, /* runtime-owned service thread: the explorer does not wait
-                                     for it to exit before ending an execution */
+    PLAT_THREAD_SYSTEM = 1u << 0,   /* runtime-owned service thread: the explorer does not wait
+                                       for it to exit before ending an execution */
+    PLAT_THREAD_DETACHED = 1u << 1, /* never joined: the record is freed when the thread ends
+                                       (plat_thread_start's result is only valid until then) */
 };
 
 /* Start a thread running fn(arg). name may be NULL ("thread-<id>"). Returns NULL when the OS
@@ -86,6 +88,9 @@ plat_thread *plat_thread_start(plat_thread_fn fn, void *arg, const char *name, u
 
 /* Wait for t to finish, then free its record. Each started thread is joined exactly once. */
 void plat_thread_join(plat_thread *t);
+
+/* End the calling thread now (its exit hooks run, a joiner is released). Does not return. */
+_Noreturn void plat_thread_exit(void);
 
 /* The calling thread's record, created on first use for threads the runtime did not start. */
 plat_thread *plat_self(void);

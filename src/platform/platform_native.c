@@ -307,7 +307,8 @@ typedef struct native_thread {
     pthread_t pt;
     plat_thread_fn fn;
     void *arg;
-    bool started_by_runtime; /* record freed by join, not by the key destructor */
+    bool started_by_runtime; /* record freed by join, not by the key destructor … */
+    bool detached;           /* … unless nobody will join it */
 } native_thread;
 
 unsigned plat_vcpus(void) { return (unsigned)__atomic_load_n(&n_vcpus, __ATOMIC_RELAXED); }
@@ -369,7 +370,7 @@ static void self_key_destructor(void *p)
     plat__run_exit_hooks(t);
     native_thread *nt = t->backend;
     tls_self = NULL;
-    if (!nt || !nt->started_by_runtime) {
+    if (!nt || !nt->started_by_runtime || nt->detached) {
         free(nt);
         plat__thread_record_free(t);
     }
@@ -416,12 +417,30 @@ plat_thread *plat_thread_start(plat_thread_fn fn, void *arg, const char *name, u
     nt->arg = arg;
     nt->started_by_runtime = true;
     t->backend = nt;
-    if (pthread_create(&nt->pt, NULL, native_trampoline, t) != 0) {
+    nt->detached = (flags & PLAT_THREAD_DETACHED) != 0;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    /* Detached from birth: a detached thread may finish and free t before we return. */
+    if (nt->detached) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t detached_id;
+    int rc = pthread_create(nt->detached ? &detached_id : &nt->pt, &attr, native_trampoline, t);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
         free(nt);
         plat__thread_record_free(t);
         return NULL;
     }
     return t;
+}
+
+_Noreturn void plat_thread_exit(void)
+{
+    if (EXPLORING()) {
+        if (plat_explore_ops->thread_exit) plat_explore_ops->thread_exit();
+        plat_panic("plat_thread_exit: the explore backend cannot end a thread early");
+    }
+    plat_self(); /* make sure the key destructor (exit hooks) is armed */
+    pthread_exit(NULL);
 }
 
 void plat_thread_join(plat_thread *t)
