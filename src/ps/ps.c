@@ -37,12 +37,12 @@ static void bind(PETHREAD e, plat_thread *t)
 {
     e->Thread = t;
     e->Cid.UniqueThread = (HANDLE)(uintptr_t)(t->id * 4);
-    t->ext[PLAT_EXT_IO] = e;
+    t->ext[PLAT_EXT_PS] = e;
 }
 
 PETHREAD ps_thread_of(plat_thread *t)
 {
-    PETHREAD e = t->ext[PLAT_EXT_IO];
+    PETHREAD e = t->ext[PLAT_EXT_PS];
     if (e) return e;
     e = new_ethread(); /* its one reference belongs to the running thread */
     if (e) bind(e, t);
@@ -53,9 +53,9 @@ PETHREAD ps_thread_of(plat_thread *t)
  * thread's IRPs: the thread object becomes signalled and the thread drops its reference. */
 static void thread_exited(plat_thread *t)
 {
-    PETHREAD e = t->ext[PLAT_EXT_IO];
+    PETHREAD e = t->ext[PLAT_EXT_PS];
     if (!e) return;
-    t->ext[PLAT_EXT_IO] = NULL;
+    t->ext[PLAT_EXT_PS] = NULL;
     if (e->ExitStatus == STATUS_PENDING) e->ExitStatus = STATUS_SUCCESS;
     e->Thread = NULL;
     ke_signal_object(&e->Tcb.Header, 1);

@@ -1,5 +1,5 @@
 /* Thread and process objects (internal). Every runtime thread gets an ETHREAD on first use
- * (plat_thread.ext[PLAT_EXT_IO]); it is a waitable dispatcher object signalled at thread exit
+ * (plat_thread.ext[PLAT_EXT_PS]); it is a waitable dispatcher object signalled at thread exit
  * and holds the thread's pending-IRP list used by CancelIo and thread-exit cancellation. */
 #ifndef IRPK_PS_H
 #define IRPK_PS_H
