@@ -362,7 +362,13 @@ static void x_thread_join(plat_thread *pt)
         point(P_JOIN, "join", t); /* enabled only once t has exited */
     else if (t->pend != P_EXITED)
         plat_panic("explore: join of a live thread outside a simulated thread");
-    /* The record lives in the execution's arena: nothing to free. */
+    /* The record lives in the execution's arena: nothing to free (detached threads too). */
+}
+
+static _Noreturn void x_thread_exit(void)
+{
+    if (!in_fiber()) plat_panic("explore: plat_thread_exit outside a simulated thread");
+    thread_exit(ex.cur); /* the fiber is abandoned mid-call; its stack returns to the pool */
 }
 
 static plat_thread *x_self(void) { return ex.cur ? &ex.cur->rec : &host_record; }
@@ -474,6 +480,7 @@ static void x_point(const char *op, const void *obj)
 static const plat_ops explore_ops = {
     .thread_start = x_thread_start,
     .thread_join = x_thread_join,
+    .thread_exit = x_thread_exit,
     .self = x_self,
     .atomic_point = x_atomic_point,
     .lock_acquire = x_lock_acquire,
