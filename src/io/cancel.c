@@ -1,0 +1,123 @@
+/* The cancel spin lock, IoSetCancelRoutine and IoCancelIrp (NT_SEMANTICS.md §4). */
+#include "io/io.h"
+#include "trace/trace.h"
+
+/* One global lock, a KSPIN_LOCK so IRQL rules and held-lock tracking apply to it. */
+KSPIN_LOCK io_cancel_lock;
+/* Holder's thread record, for 0x11B and io_cancel_lock_held_by_me (written only by the holder,
+ * read racily by others: atomic). */
+static void *volatile cancel_owner;
+
+static void cancel_reset(void)
+{
+    io_cancel_lock = 0;
+    cancel_owner = NULL;
+}
+
+__attribute__((constructor)) static void cancel_register_reset(void) { plat_on_reset(cancel_reset); }
+
+bool io_cancel_lock_held_by_me(void) { return plat_load_ptr(&cancel_owner) == plat_self(); }
+bool io_cancel_lock_held(void) { return plat_lock_is_held((volatile plat_lockword *)&io_cancel_lock); }
+
+VOID IoAcquireCancelSpinLock(PKIRQL Irql)
+{
+    KeAcquireSpinLock(&io_cancel_lock, Irql);
+    plat_store_ptr(&cancel_owner, plat_self());
+}
+
+VOID IoReleaseCancelSpinLock(KIRQL Irql)
+{
+    if (!io_cancel_lock_held_by_me()) {
+        irpk_bugcheck_raise(IRPK_BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, 0x1002,
+                            (uintptr_t)&io_cancel_lock, 0, 0,
+                            "VERIFIER CancelSpinlockRelease: IoReleaseCancelSpinLock by a thread "
+                            "that does not hold the cancel spin lock (released twice, or never "
+                            "acquired). The release is ignored.");
+        return;
+    }
+    plat_store_ptr(&cancel_owner, NULL);
+    KeReleaseSpinLock(&io_cancel_lock, Irql);
+}
+
+PDRIVER_CANCEL IoSetCancelRoutine(PIRP Irp, PDRIVER_CANCEL CancelRoutine)
+{
+    plat_point("IoSetCancelRoutine", Irp);
+    PDRIVER_CANCEL old = (PDRIVER_CANCEL)plat_xchg_ptr((void *volatile *)&Irp->CancelRoutine,
+                                                       (void *)CancelRoutine);
+    if (CancelRoutine) io_irp_mark(Irp, IO_STEP_ARM_CANCEL);
+    else if (old) io_irp_mark(Irp, IO_STEP_DISARM_CANCEL);
+    return old;
+}
+
+/* Call a cancel routine with the cancel lock held (the caller stored CancelIrql). A routine that
+ * returns still holding the lock is bug check 0x11B; the lock is then released for it. */
+void io_call_cancel_routine(PDEVICE_OBJECT dev, PIRP irp, PDRIVER_CANCEL routine, const char *who)
+{
+    uint32_t id = io_irp_id(irp);
+    KIRQL irql = irp->CancelIrql;
+    io_irp_step(irp, IO_STEP_CANCEL_ROUTINE, " (from %s)", who);
+    plat_point("CancelRoutine", irp);
+    trace_emit(TRACE_BEGIN, "cancel routine", id, (uint8_t)io_startio_depth(), "called by %s", who);
+    routine(dev, irp);
+    trace_emit(TRACE_END, "cancel routine", id, (uint8_t)io_startio_depth(), "returns");
+    if (!io_cancel_lock_held_by_me()) return;
+    irpk_bugcheck_raise(IRPK_BUGCHECK_DRIVER_RETURNED_HOLDING_CANCEL_LOCK, (uintptr_t)routine,
+                        (uintptr_t)irp, 0, 0,
+                        "The cancel routine for IRP#%u returned holding the cancel spin lock. "
+                        "Every cancel routine must call IoReleaseCancelSpinLock(Irp->CancelIrql). "
+                        "irpkit released it so the process can go on.",
+                        id);
+    IoReleaseCancelSpinLock(irql);
+}
+
+/* A reference for the whole call, taken only while the IRP is still alive (refs > 0). */
+static bool try_ref(PIRP irp)
+{
+    volatile int32_t *refs = &io_priv(irp)->refs;
+    for (int32_t n = plat_load32(refs); n > 0; n = plat_load32(refs))
+        if (plat_cas32(refs, n, n + 1) == n) return true;
+    return false;
+}
+
+static void report_cancel_of_completed(PIRP irp, PDRIVER_CANCEL routine)
+{
+    char hist[2048];
+    irpk_bugcheck_raise(IRPK_BUGCHECK_CANCEL_STATE_IN_COMPLETED_IRP, (uintptr_t)irp,
+                        (uintptr_t)routine, 0, 0,
+                        "IoCancelIrp found a cancel routine on IRP#%u, which was already "
+                        "completed: the driver completed it without clearing its cancel routine "
+                        "(IoSetCancelRoutine(Irp, NULL)). The routine is not called.\nRecent "
+                        "history:\n%s",
+                        io_irp_id(irp), io_irp_history(irp, hist, sizeof hist));
+}
+
+BOOLEAN IoCancelIrp(PIRP Irp)
+{
+    plat_point("IoCancelIrp", Irp);
+    if (!try_ref(Irp)) { /* already released: a use after free */
+        io_irp_check_usable(Irp, "IoCancelIrp");
+        return FALSE;
+    }
+    /* Freed by its owner while our caller held a reference: nothing left to cancel. */
+    if (plat_load32(&io_priv(Irp)->freed)) {
+        io_irp_unref(Irp);
+        return FALSE;
+    }
+    KIRQL irql;
+    IoAcquireCancelSpinLock(&irql);
+    Irp->Cancel = TRUE;
+    io_irp_mark(Irp, IO_STEP_CANCEL);
+    PDRIVER_CANCEL routine = (PDRIVER_CANCEL)plat_xchg_ptr((void *volatile *)&Irp->CancelRoutine, NULL);
+    BOOLEAN called = FALSE;
+    if (routine && Irp->CurrentLocation > Irp->StackCount + 1) {
+        report_cancel_of_completed(Irp, routine);
+    } else if (routine) {
+        Irp->CancelIrql = irql;
+        io_call_cancel_routine(IoGetCurrentIrpStackLocation(Irp)->DeviceObject, Irp, routine,
+                               "IoCancelIrp");
+        called = TRUE;
+    }
+    if (!called) IoReleaseCancelSpinLock(irql);
+    io_irp_unref(Irp);
+    return called;
+}

@@ -1,0 +1,209 @@
+/* Driver and device objects: IoCreateDriver, unload, IoCreateDevice/IoDeleteDevice, layering. */
+#include <stdio.h>
+
+#include "io/io.h"
+
+
+static int32_t unnamed_drivers;
+
+/* Memory of one device: the object, its DEVOBJ_EXTENSION, irpkit's state, then the driver's
+ * extension (16-byte aligned). */
+typedef struct device_block {
+    DEVICE_OBJECT dev;
+    DEVOBJ_EXTENSION ext;
+    io_device_priv priv;
+    _Alignas(16) unsigned char extension[];
+} device_block;
+
+typedef struct driver_block {
+    DRIVER_OBJECT drv;
+    DRIVER_EXTENSION ext;
+    wchar_t name[80];
+} driver_block;
+
+static NTSTATUS invalid_device_request(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+    UNREFERENCED_PARAMETER(DeviceObject);
+    Irp->IoStatus.Status = STATUS_INVALID_DEVICE_REQUEST;
+    Irp->IoStatus.Information = 0;
+    IoCompleteRequest(Irp, IO_NO_INCREMENT);
+    return STATUS_INVALID_DEVICE_REQUEST;
+}
+
+static driver_block *new_driver(PUNICODE_STRING name)
+{
+    driver_block *b = plat_calloc(1, sizeof *b);
+    if (!b) return NULL;
+    if (name) swprintf(b->name, 80, L"%.*ls", (int)(name->Length / sizeof(WCHAR)), name->Buffer);
+    else swprintf(b->name, 80, L"\\Driver\\irpk%d", (int)plat_fetch_add32(&unnamed_drivers, 1) + 1);
+    if (wcsncmp(b->name, L"\\Driver\\", 8)) {
+        wchar_t tmp[80];
+        wcscpy(tmp, b->name);
+        swprintf(b->name, 80, L"\\Driver\\%ls", tmp);
+    }
+    PDRIVER_OBJECT d = &b->drv;
+    d->Type = IO_TYPE_DRIVER;
+    d->Size = sizeof(DRIVER_OBJECT);
+    d->DriverExtension = &b->ext;
+    b->ext.DriverObject = d;
+    RtlInitUnicodeString(&d->DriverName, b->name);
+    for (int i = 0; i <= IRP_MJ_MAXIMUM_FUNCTION; i++) d->MajorFunction[i] = invalid_device_request;
+    return b;
+}
+
+static void delete_all_devices(PDRIVER_OBJECT drv)
+{
+    while (drv->DeviceObject) IoDeleteDevice(drv->DeviceObject);
+}
+
+NTSTATUS IoCreateDriver(PUNICODE_STRING DriverName, PDRIVER_INITIALIZE InitializationFunction)
+{
+    driver_block *b = new_driver(DriverName);
+    if (!b) return STATUS_INSUFFICIENT_RESOURCES;
+    b->drv.DriverInit = InitializationFunction;
+    NTSTATUS st = io_ns_add_driver(&b->drv);
+    if (!NT_SUCCESS(st)) {
+        plat_free(b);
+        return st;
+    }
+    UNICODE_STRING registry = RTL_CONSTANT_STRING(L"\\Registry\\Machine\\System\\CurrentControlSet\\Services\\irpkit");
+    st = InitializationFunction(&b->drv, &registry);
+    if (NT_SUCCESS(st)) return st;
+    delete_all_devices(&b->drv);
+    io_ns_remove_driver(&b->drv);
+    plat_free(b);
+    return st;
+}
+
+static int report_leftovers(PDRIVER_OBJECT drv)
+{
+    int problems = 0;
+    for (PDEVICE_OBJECT d = drv->DeviceObject; d; d = d->NextDevice) {
+        int32_t n = plat_load32(&io_dev_priv(d)->in_flight);
+        problems++;
+        irpk_bugcheck_raise(IRPK_BUGCHECK_DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+                            (uintptr_t)drv, (uintptr_t)d, (uintptr_t)n, 0,
+                            "Driver %ls unloaded while device %ls still exists%s (%d IRP(s) in "
+                            "flight). DriverUnload must delete its devices after every IRP is "
+                            "completed.",
+                            drv->DriverName.Buffer,
+                            io_dev_priv(d)->name[0] ? io_dev_priv(d)->name : L"(unnamed)",
+                            n ? " with I/O outstanding" : "", (int)n);
+    }
+    return problems;
+}
+
+int io_unload_driver(PDRIVER_OBJECT driver)
+{
+    if (driver->DriverUnload) driver->DriverUnload(driver);
+    int problems = report_leftovers(driver);
+    /* A device with IRPs in flight is kept (and so is the driver object): freeing it would turn
+     * the driver bug into a use-after-free. */
+    for (PDEVICE_OBJECT d = driver->DeviceObject, next; d; d = next) {
+        next = d->NextDevice;
+        if (!plat_load32(&io_dev_priv(d)->in_flight)) IoDeleteDevice(d);
+    }
+    io_ns_remove_driver(driver);
+    if (!driver->DeviceObject) plat_free(CONTAINING_RECORD(driver, driver_block, drv));
+    return problems;
+}
+
+/* ---- devices */
+
+static void init_device(device_block *b, PDRIVER_OBJECT drv, ULONG ext_size, DEVICE_TYPE type,
+                        ULONG characteristics, BOOLEAN exclusive)
+{
+    PDEVICE_OBJECT d = &b->dev;
+    d->Type = IO_TYPE_DEVICE;
+    d->Size = (USHORT)(sizeof(DEVICE_OBJECT) + ext_size);
+    d->ReferenceCount = 0;
+    d->DriverObject = drv;
+    d->Flags = DO_DEVICE_INITIALIZING | (exclusive ? DO_EXCLUSIVE : 0);
+    d->Characteristics = characteristics;
+    d->DeviceExtension = ext_size ? b->extension : NULL;
+    d->DeviceType = type;
+    d->StackSize = 1;
+    d->SectorSize = 512;
+    KeInitializeDeviceQueue(&d->DeviceQueue);
+    d->DeviceObjectExtension = &b->ext;
+    b->ext.Type = 13; /* IO_TYPE_DEVICE_OBJECT_EXTENSION */
+    b->ext.Size = sizeof(DEVOBJ_EXTENSION);
+    b->ext.DeviceObject = d;
+    b->ext.IrpkPrivate = &b->priv;
+}
+
+NTSTATUS IoCreateDevice(PDRIVER_OBJECT DriverObject, ULONG DeviceExtensionSize,
+                        PUNICODE_STRING DeviceName, DEVICE_TYPE DeviceType,
+                        ULONG DeviceCharacteristics, BOOLEAN Exclusive,
+                        PDEVICE_OBJECT *DeviceObject)
+{
+    *DeviceObject = NULL;
+    device_block *b = plat_calloc(1, sizeof *b + DeviceExtensionSize);
+    if (!b) return STATUS_INSUFFICIENT_RESOURCES;
+    init_device(b, DriverObject, DeviceExtensionSize, DeviceType, DeviceCharacteristics, Exclusive);
+    if (DeviceName) {
+        NTSTATUS st = io_ns_add_device(&b->dev, DeviceName, b->priv.name, 64);
+        if (!NT_SUCCESS(st)) {
+            plat_free(b);
+            return st;
+        }
+        b->dev.Flags |= DO_DEVICE_HAS_NAME;
+    }
+    /* Newest first, like Windows. Drivers create devices from DriverEntry/AddDevice, which do
+     * not run concurrently for one driver. */
+    b->dev.NextDevice = DriverObject->DeviceObject;
+    DriverObject->DeviceObject = &b->dev;
+    *DeviceObject = &b->dev;
+    return STATUS_SUCCESS;
+}
+
+static void unlink_from_driver(PDEVICE_OBJECT dev)
+{
+    PDEVICE_OBJECT *pp = &dev->DriverObject->DeviceObject;
+    while (*pp && *pp != dev) pp = &(*pp)->NextDevice;
+    if (*pp) *pp = dev->NextDevice;
+}
+
+VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
+{
+    io_device_priv *p = io_dev_priv(DeviceObject);
+    int32_t n = plat_load32(&p->in_flight);
+    if (n)
+        irpk_bugcheck_raise(IRPK_BUGCHECK_DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+                            (uintptr_t)DeviceObject->DriverObject, (uintptr_t)DeviceObject,
+                            (uintptr_t)n, 0,
+                            "IoDeleteDevice(%ls) with %d IRP(s) still in flight.",
+                            p->name[0] ? p->name : L"(unnamed)", (int)n);
+    io_ns_remove_device(p->name);
+    unlink_from_driver(DeviceObject);
+    if (DeviceObject->DeviceObjectExtension->AttachedTo) IoDetachDevice(DeviceObject->DeviceObjectExtension->AttachedTo);
+    plat_free(CONTAINING_RECORD(DeviceObject, device_block, dev));
+}
+
+/* ---- layering. Attach/detach happen from AddDevice/unload paths, not concurrently with I/O
+ * on the same stack (as in Windows, where the database lock only orders these calls). */
+
+PDEVICE_OBJECT IoGetAttachedDevice(PDEVICE_OBJECT DeviceObject)
+{
+    while (DeviceObject->AttachedDevice) DeviceObject = DeviceObject->AttachedDevice;
+    return DeviceObject;
+}
+
+PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice)
+{
+    PDEVICE_OBJECT top = IoGetAttachedDevice(TargetDevice);
+    top->AttachedDevice = SourceDevice;
+    SourceDevice->StackSize = (CCHAR)(top->StackSize + 1);
+    SourceDevice->AlignmentRequirement = top->AlignmentRequirement;
+    SourceDevice->SectorSize = top->SectorSize;
+    SourceDevice->DeviceObjectExtension->AttachedTo = top;
+    return top;
+}
+
+VOID IoDetachDevice(PDEVICE_OBJECT TargetDevice)
+{
+    PDEVICE_OBJECT above = TargetDevice->AttachedDevice;
+    if (!above) return;
+    above->DeviceObjectExtension->AttachedTo = NULL;
+    TargetDevice->AttachedDevice = NULL;
+}

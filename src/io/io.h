@@ -1,0 +1,148 @@
+/* Internal interface of the io layer (driver/device/namespace, IRPs, StartIo, cancellation) for
+ * the layers above it: verify, user, explore, trace exporters, the CLI and tests.
+ *
+ * Per-IRP state irpkit keeps lives in IRP.IrpkPrivate (so IoInitializeIrp on driver memory of
+ * IoSizeOfIrp bytes works): a reference count, a small sequential id, a freed flag and the
+ * IRP's recent history (the last IO_HISTORY_LEN steps, each with thread, IRQL and routine). */
+#ifndef IRPK_IO_H
+#define IRPK_IO_H
+
+#include <wdm.h>
+
+#include "ke/ke.h"
+#include "platform/platform.h"
+
+/* ---- per-IRP private state */
+
+#define IO_HISTORY_LEN 16
+
+/* One step of an IRP's life. The routine that performed it is implied by the step. */
+typedef enum io_step {
+    IO_STEP_NONE = 0,
+    IO_STEP_ALLOC,          /* IoAllocateIrp / IoMakeAssociatedIrp */
+    IO_STEP_INIT,           /* IoInitializeIrp on driver memory */
+    IO_STEP_REUSE,          /* IoReuseIrp */
+    IO_STEP_CALL,           /* IoCallDriver: handed to a dispatch routine */
+    IO_STEP_MARK_PENDING,   /* IoMarkIrpPending */
+    IO_STEP_QUEUED,         /* IoStartPacket: inserted into the device queue (device busy) */
+    IO_STEP_STARTIO,        /* handed to StartIo (became CurrentIrp) */
+    IO_STEP_DEQUEUED,       /* IoStartNextPacket*: removed from the device queue */
+    IO_STEP_ARM_CANCEL,     /* a cancel routine was set */
+    IO_STEP_DISARM_CANCEL,  /* a set cancel routine was cleared (caller owns the IRP) */
+    IO_STEP_CANCEL,         /* IoCancelIrp called: Cancel := TRUE */
+    IO_STEP_CANCEL_ROUTINE, /* the cancel routine was called */
+    IO_STEP_COMPLETE,       /* IoCompleteRequest */
+    IO_STEP_COMPLETION_ROUTINE, /* a completion routine ran */
+    IO_STEP_FREE,           /* IoFreeIrp */
+    IO_STEP_COUNT
+} io_step;
+
+typedef struct io_irp_priv {
+    volatile int32_t refs;     /* owner + IoCancelIrp callers + io_irp_ref holders */
+    volatile int32_t freed;    /* IoFreeIrp was called (memory kept while refs remain) */
+    uint32_t id;               /* small sequential number per runtime (reset by plat_reset_all) */
+    uint32_t pflags;           /* IO_PF_* */
+    volatile int32_t hist_next; /* total steps recorded */
+    int32_t spare;
+    volatile int64_t hist[IO_HISTORY_LEN]; /* packed steps, see io_irp_history */
+    PDEVICE_OBJECT target;     /* last device IoCallDriver handed it to (for io_describe) */
+} io_irp_priv;
+
+enum io_private_flags {
+    IO_PF_DRIVER_MEMORY = 1u << 0, /* IoInitializeIrp on caller memory: never freed by io */
+    IO_PF_THREADED = 1u << 1,      /* associated with a thread by the user-mode layer */
+};
+
+static inline io_irp_priv *io_priv(PIRP irp) { return (io_irp_priv *)irp->IrpkPrivate; }
+static inline uint32_t io_irp_id(PIRP irp) { return irp ? io_priv(irp)->id : 0; }
+
+/* Record a step in the IRP's history (always on) and, when tracing, a timeline event. */
+void io_irp_step(PIRP irp, io_step step, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A step with no detail. */
+static inline void io_irp_mark(PIRP irp, io_step step) { io_irp_step(irp, step, "%s", ""); }
+/* Name of a step ("queued", "handed to StartIo", …) and the routine that performs it. */
+const char *io_step_name(io_step step);
+const char *io_step_routine(io_step step);
+/* Render the IRP's recent history, oldest first, one line per step. Returns buf. */
+const char *io_irp_history(PIRP irp, char *buf, size_t n);
+
+/* Extra references keep an IRP's memory alive (IoFreeIrp only drops the owner's). Hold one
+ * around any IoCancelIrp from a thread that does not own the IRP. */
+void io_irp_ref(PIRP irp);
+void io_irp_unref(PIRP irp);
+
+/* ---- accounting */
+long io_irps_live(void);          /* IRPs allocated by io and not yet released */
+typedef struct io_lookaside_stats {
+    uint64_t allocs, hits, frees_cached, pool_allocs, pool_frees;
+} io_lookaside_stats;
+void io_lookaside_get_stats(io_lookaside_stats *out);
+/* Free every cached IRP block (leak checks at teardown). */
+void io_lookaside_drain(void);
+
+/* ---- devices and drivers */
+
+/* irpkit's per-device state (DEVOBJ_EXTENSION.IrpkPrivate). */
+typedef struct io_device_priv {
+    wchar_t name[64];              /* "\Device\X" or empty */
+    PIO_DPC_ROUTINE dpc_for_isr;   /* IoInitializeDpcRequest */
+    volatile int32_t in_flight;    /* IRPs handed to this device and not completed past it */
+    volatile int32_t max_startio_depth; /* deepest StartIo nesting seen on one thread */
+    volatile int32_t startio_calls;
+    int32_t deleted;
+} io_device_priv;
+
+static inline io_device_priv *io_dev_priv(PDEVICE_OBJECT d)
+{
+    return (io_device_priv *)d->DeviceObjectExtension->IrpkPrivate;
+}
+
+/* Resolve "\Device\X", "\??\L", "\DosDevices\L" (links are followed); NULL if unknown. */
+PDEVICE_OBJECT io_lookup_device(const wchar_t *path);
+/* The driver object registered as "\Driver\<name>" (name without the prefix works too). */
+PDRIVER_OBJECT io_lookup_driver(const wchar_t *name);
+/* Unload: call DriverUnload, report (0xCE) devices still present or IRPs still in flight on
+ * them, delete leftover devices that have no IRP in flight, unregister and free the driver.
+ * Returns the number of problems reported. */
+int io_unload_driver(PDRIVER_OBJECT driver);
+
+/* ---- StartIo observation */
+/* Deepest StartIo nesting on one thread seen for the device (1 = never nested). */
+int io_startio_max_depth(PDEVICE_OBJECT dev);
+/* StartIo frames active on the calling thread. */
+int io_startio_depth(void);
+
+/* ---- cancel lock introspection */
+/* TRUE when the calling thread holds the cancel spin lock. */
+bool io_cancel_lock_held_by_me(void);
+/* TRUE when anybody holds it (racy snapshot, diagnostics and tests). */
+bool io_cancel_lock_held(void);
+
+/* ---- completion hand-off for the user-mode layer */
+/* Called at the end of IoCompleteRequest for IRPs flagged IO_PF_THREADED (after IOSB/event). */
+typedef void (*io_handoff_fn)(PIRP irp);
+void io_set_completion_handoff(io_handoff_fn fn);
+
+/* ---- explorer / swimlanes */
+/* Describe an object pointer: "IRP#3 (queued)" for IRPs, the device name for devices, "cancel
+ * lock" for the cancel lock; NULL when the pointer is not an io object. */
+const char *io_describe(const void *obj, char *buf, size_t n);
+
+/* ---- per-thread io state (plat_thread.ext[PLAT_EXT_IO]; the user-mode layer adds fields) */
+typedef struct io_thread {
+    int32_t startio_depth;
+} io_thread;
+io_thread *io_self(void);
+
+/* Internal helpers shared between io files. */
+void io_irp_release(PIRP irp);
+bool io_irp_check_usable(PIRP irp, const char *api);
+void io_call_cancel_routine(PDEVICE_OBJECT dev, PIRP irp, PDRIVER_CANCEL routine, const char *who);
+void io_call_startio(PDEVICE_OBJECT dev, PIRP irp);
+NTSTATUS io_ns_add_device(PDEVICE_OBJECT dev, PCUNICODE_STRING name, wchar_t *stored, size_t n);
+void io_ns_remove_device(const wchar_t *name);
+NTSTATUS io_ns_add_driver(PDRIVER_OBJECT drv);
+void io_ns_remove_driver(PDRIVER_OBJECT drv);
+extern KSPIN_LOCK io_cancel_lock;
+
+#endif
