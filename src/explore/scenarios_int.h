@@ -1,0 +1,9 @@
+/* Internal to the scenario files: each contributes a NULL-terminated table. */
+#ifndef IRPK_EXPLORE_SCENARIOS_INT_H
+#define IRPK_EXPLORE_SCENARIOS_INT_H
+
+#include "explore/scenarios.h"
+
+extern const xscenario xscenarios_platform[];
+
+#endif
