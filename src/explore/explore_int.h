@@ -53,19 +53,27 @@ bool xstrategy_exhaustive(const xstrategy *s, unsigned *bound);
 
 /* ------------------------------------------------------------------ replay (replay.c) */
 
+/* How decisions after `override_at` follow the schedule (minimization). */
+typedef enum xtail {
+    XTAIL_RECORDED = 0, /* the recorded thread when enabled, else the default */
+    XTAIL_DEFAULT,      /* always the non-preemptive default */
+    XTAIL_RELATIVE,     /* the recorded thread unless that is now a preemption */
+} xtail;
+
 /* Run one execution following `sched` (decisions beyond its end, or — unless strict — whose
- * recorded thread is not enabled, take the non-preemptive default). `override_at` (or
- * SIZE_MAX) forces the non-preemptive default at that decision. Records the choices actually
- * taken in `taken` (if not NULL) and the decisions that were preemptions in `preempted`
- * (bitmap-free: one byte per decision, may be NULL). Returns true unless strict replay
- * diverged. */
+ * recorded thread is not enabled, take the non-preemptive default: the running thread, else
+ * the lowest id). `override_at` (or SIZE_MAX) forces the default at that decision and `tail`
+ * says how the decisions after it follow the schedule. Records the choices actually taken in
+ * `taken` (if not NULL) and one flag per decision that was a preemption in *preempted
+ * (malloc'd, caller frees; may be NULL). Returns true unless a strict replay diverged. */
 typedef struct xreplay {
     const xsched *sched;
     bool strict;
     size_t override_at;
     bool log_steps;
     xsched *taken;
-    uint8_t **preempted; /* malloc'd array, one flag per decision (caller frees) */
+    uint8_t **preempted;
+    xtail tail;
 } xreplay;
 bool xreplay_run(irpk_scenario_fn fn, void *arg, const xreplay *r, plat_explore_outcome *out);
 

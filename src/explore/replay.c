@@ -38,14 +38,25 @@ static void note_preemption(guide *g, uint8_t flag)
     g->pre[g->npre++] = flag;
 }
 
+/* The recorded thread for decision k, or -1 to take the default. */
+static int recorded_choice(const guide *g, const plat_explore_decision *d, size_t k)
+{
+    const xreplay *r = g->r;
+    if (k >= r->sched->n || k == r->override_at) return -1;
+    bool after = r->override_at != SIZE_MAX && k > r->override_at;
+    if (after && r->tail == XTAIL_DEFAULT) return -1;
+    int i = find_tid(d, r->sched->tids[k]);
+    if (i >= 0 && after && r->tail == XTAIL_RELATIVE && plat_explore_is_preemption(d, (unsigned)i))
+        return -1;
+    return i;
+}
+
 static int guided_choose(void *ctx, const plat_explore_decision *d)
 {
     guide *g = ctx;
-    const xsched *s = g->r->sched;
     size_t k = g->pos++;
-    int i = -1;
-    if (k < s->n && k != g->r->override_at) i = find_tid(d, s->tids[k]);
-    if (i < 0 && k < s->n && k != g->r->override_at && g->r->strict) {
+    int i = recorded_choice(g, d, k);
+    if (i < 0 && g->r->strict) {
         g->diverged = true; /* the recorded thread is not enabled: not the same execution */
         return -1;
     }
@@ -63,7 +74,7 @@ bool xreplay_run(irpk_scenario_fn fn, void *arg, const xreplay *r, plat_explore_
                                r->log_steps};
     plat_explore_run(&cfg, out);
     if (r->preempted) *r->preempted = g.pre;
-    /* A strict replay must also consume the whole schedule. */
+    /* A strict replay must also consume the whole schedule (strict implies no override). */
     return !g.diverged && (!r->strict || g.pos >= r->sched->n);
 }
 

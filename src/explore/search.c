@@ -138,7 +138,7 @@ static void copy_failure(irpk_explore_result *r, irpk_failure f, const char *wha
 static bool confirm(irpk_scenario_fn fn, void *arg, const xsched *s, uint64_t hash,
                     plat_explore_outcome *out)
 {
-    xreplay r = {s, true, SIZE_MAX, true, NULL, NULL};
+    xreplay r = {s, true, SIZE_MAX, true, NULL, NULL, XTAIL_RECORDED};
     bool ok = xreplay_run(fn, arg, &r, out) && out->hash == hash;
     uint64_t h1 = out->hash;
     ok = xreplay_run(fn, arg, &r, out) && ok && out->hash == h1;
@@ -165,7 +165,7 @@ static void finish_failure(irpk_scenario_fn fn, void *arg, const irpk_explore_op
     copy_failure(r, xoutcome_failure(found), found->what, found->detail);
     xsched best;
     xminimize(fn, arg, &s->rec, found, opt->minimize, &best);
-    xreplay rr = {&best, false, SIZE_MAX, true, NULL, NULL};
+    xreplay rr = {&best, false, SIZE_MAX, true, NULL, NULL, XTAIL_RECORDED};
     xsched taken;
     xsched_init(&taken, best.strategy, best.seed, best.bound, best.vcpus, best.max_steps);
     rr.taken = &taken;
@@ -257,7 +257,7 @@ int irpk_replay(irpk_scenario_fn fn, void *arg, const char *schedule, irpk_explo
     if (xsched_parse(schedule, &s) != 0) return -1;
     int64_t t0 = plat_now_ns();
     xreports_capture_begin();
-    xreplay rr = {&s, true, SIZE_MAX, true, NULL, NULL};
+    xreplay rr = {&s, true, SIZE_MAX, true, NULL, NULL, XTAIL_RECORDED};
     bool exact = xreplay_run(fn, arg, &rr, &out);
     uint64_t h = out.hash;
     exact = xreplay_run(fn, arg, &rr, &out) && exact && out.hash == h;

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "explore/scenarios.h"
 #include "irpkit/explore.h"
+#include "irpkit/verifier.h"
 #include "platform/platform.h"
 
 typedef struct cli_opts {
@@ -283,6 +284,7 @@ int irpk_cmd_explore(int argc, char **argv)
         }
         return p < 0 ? 2 : 0;
     }
+    irpk_reports_set_quiet(1); /* failures are printed here; no report summary at exit */
     const xscenario *sc = xscenario_find(o.scenario);
     if (!sc) {
         fprintf(stderr, "irpkit explore: unknown scenario '%s'; known:\n", o.scenario);
