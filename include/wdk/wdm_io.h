@@ -20,9 +20,6 @@ struct _DEVICE_OBJECT;
 struct _DRIVER_OBJECT;
 struct _FILE_OBJECT;
 struct _IO_STACK_LOCATION;
-struct _ETHREAD; /* defined by the user-mode layer; opaque here */
-
-typedef struct _ETHREAD *PETHREAD;
 
 /* Object type codes (Type field of I/O objects). */
 #define IO_TYPE_ADAPTER 1
