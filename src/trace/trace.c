@@ -141,3 +141,31 @@ void trace_clear(void)
     plat_lock_release(&ring_lock);
     plat_store64(&epoch_ns, plat_now_ns());
 }
+
+/* ---- ke observer: DPCs and timers on the timeline */
+
+#include "ke/ke.h"
+
+static void on_dpc_begin(PKDPC dpc, PKDEFERRED_ROUTINE routine)
+{
+    (void)routine;
+    (void)dpc;
+    trace_emit(TRACE_BEGIN, "DPC", 0, 0, "runs at DISPATCH_LEVEL");
+}
+
+static void on_dpc_end(PKDEFERRED_ROUTINE routine)
+{
+    (void)routine;
+    trace_emit(TRACE_END, "DPC", 0, 0, "returns");
+}
+
+static void on_timer(PKTIMER timer)
+{
+    trace_emit(TRACE_INSTANT, "timer", 0, 0, "expired%s", timer->Dpc ? ": DPC queued" : "");
+}
+
+void trace_observe_ke(bool on)
+{
+    static const ke_observer observer = {on_dpc_begin, on_dpc_end, on_timer};
+    ke_set_observer(on ? &observer : NULL);
+}

@@ -66,3 +66,6 @@ void trace_render_text(FILE *f);
 void trace_render_json(FILE *f);
 
 #endif
+
+/* Record DPC begin/end and timer expiry from the ke layer (on) or stop (off). */
+void trace_observe_ke(bool on);
