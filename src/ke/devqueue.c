@@ -106,13 +106,17 @@ static PLIST_ENTRY first_at_least(PKDEVICE_QUEUE q, ULONG k)
     return NULL;
 }
 
-/* The keyed selection of §3.5/§3.6 with the wrap-on-equal switch. */
+/* The keyed selection of §3.5/§3.6. With the "last <= K" shortcut (WRK RemoveByKey, ReactOS
+ * IfBusy) the head is taken when the last entry's key is <= K; without it (WRK IfBusy, docs) the
+ * first entry with key >= K, else the head. The two differ not only when the last key equals K
+ * but also whenever the list is not sorted (plain inserts mixed with keyed ones): [1,9,3], K=5
+ * gives 1 with the shortcut and 9 without it. */
 static PKDEVICE_QUEUE_ENTRY remove_by_key(PKDEVICE_QUEUE q, ULONG k, bool wrap_on_equal)
 {
     PLIST_ENTRY head = &q->DeviceListHead;
     ULONG last = entry_of(head->Blink)->SortKey;
     PLIST_ENTRY pos;
-    if (wrap_on_equal ? last <= k : last < k) pos = head->Flink;
+    if (wrap_on_equal && last <= k) pos = head->Flink;
     else pos = first_at_least(q, k);
     if (!pos) pos = head->Flink;
     return take(pos);

@@ -11,8 +11,9 @@ typedef struct pool_header {
     uint32_t magic;
     ULONG tag;
     size_t size;
-    uint64_t pad; /* keep the payload 16-byte aligned */
+    uint64_t pad[2]; /* keep the payload 16-byte aligned (24 bytes left it 8 off) */
 } pool_header;
+_Static_assert(sizeof(pool_header) % 16 == 0, "pool payload must stay 16-byte aligned");
 
 #define TAG_SLOTS 256
 /* tags_lock guards the per-tag counters; it is a leaf lock. */

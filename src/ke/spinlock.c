@@ -28,6 +28,13 @@ static bool held_pop(const void *lock)
         k->n_held--;
         return true;
     }
+    /* More locks held than the set records: the untracked overflow entries are the newest, so
+     * this release is one of them. Without this the count never came back down after nesting
+     * more than 16 locks, and every later held-lock check saw locks that were long released. */
+    if (k->n_held > n) {
+        k->n_held--;
+        return true;
+    }
     /* A lock acquired on another thread (the cancel lock is released by the callee, which is
      * normally the same thread; anything else is reported by the verifier). */
     return false;
@@ -138,15 +145,17 @@ VOID KeReleaseInStackQueuedSpinLockFromDpcLevel(PKLOCK_QUEUE_HANDLE LockHandle)
 
 /* ---- interlocked: thin over the platform (each is one scheduling point in explore mode) */
 
-LONG InterlockedIncrement(LONG volatile *a) { return plat_fetch_add32(a, 1) + 1; }
-LONG InterlockedDecrement(LONG volatile *a) { return plat_fetch_add32(a, -1) - 1; }
+/* The new value is computed in unsigned arithmetic: like Windows, 0x7FFFFFFF + 1 wraps to
+ * 0x80000000 (signed overflow here was undefined behaviour). */
+LONG InterlockedIncrement(LONG volatile *a) { return (LONG)((ULONG)plat_fetch_add32(a, 1) + 1u); }
+LONG InterlockedDecrement(LONG volatile *a) { return (LONG)((ULONG)plat_fetch_add32(a, -1) - 1u); }
 LONG InterlockedExchange(LONG volatile *t, LONG v) { return plat_xchg32(t, v); }
 LONG InterlockedExchangeAdd(LONG volatile *a, LONG v) { return plat_fetch_add32(a, v); }
 LONG InterlockedCompareExchange(LONG volatile *d, LONG x, LONG c) { return plat_cas32(d, c, x); }
 LONG InterlockedOr(LONG volatile *d, LONG v) { return plat_fetch_or32(d, v); }
 LONG InterlockedAnd(LONG volatile *d, LONG v) { return plat_fetch_and32(d, v); }
-LONG64 InterlockedIncrement64(LONG64 volatile *a) { return plat_fetch_add64(a, 1) + 1; }
-LONG64 InterlockedDecrement64(LONG64 volatile *a) { return plat_fetch_add64(a, -1) - 1; }
+LONG64 InterlockedIncrement64(LONG64 volatile *a) { return (LONG64)((ULONG64)plat_fetch_add64(a, 1) + 1u); }
+LONG64 InterlockedDecrement64(LONG64 volatile *a) { return (LONG64)((ULONG64)plat_fetch_add64(a, -1) - 1u); }
 LONG64 InterlockedExchange64(LONG64 volatile *t, LONG64 v) { return plat_xchg64(t, v); }
 LONG64 InterlockedCompareExchange64(LONG64 volatile *d, LONG64 x, LONG64 c) { return plat_cas64(d, c, x); }
 PVOID InterlockedExchangePointer(PVOID volatile *t, PVOID v) { return plat_xchg_ptr(t, v); }

@@ -4,8 +4,10 @@
 #include "ke/ke.h"
 
 /* timer_lock guards the armed list and every KTIMER's TimerListEntry/DueTime/Header.Inserted.
- * Lock order: timer_lock is never held while taking the dispatcher lock or a DPC queue lock —
- * expiry unlinks under it, then signals and queues the DPC after releasing it. */
+ * Lock order: timer_lock → dispatcher lock (the signal state is changed under timer_lock, so
+ * "arm + reset" in KeSetTimerEx and "unlink + signal" at expiry are each atomic: an expiry can
+ * never be wiped out by the reset of the arming that caused it). timer_lock is never held while
+ * taking a DPC queue lock or calling the observer: expiry queues the DPC after releasing it. */
 static plat_lockword timer_lock;
 static LIST_ENTRY armed = {&armed, &armed};
 static uint32_t armed_seq; /* bumped when the earliest due time may have changed */
@@ -44,11 +46,11 @@ static void unlink_timer(PKTIMER t)
     n_armed--;
 }
 
+/* After the expiry was signalled under timer_lock: observer and DPC, with no lock held. */
 static void fire(PKTIMER t, PKDPC dpc)
 {
     const ke_observer *obs = plat_load_ptr((void *const volatile *)&ke_observer_current);
     if (obs && obs->timer_fired) obs->timer_fired(t);
-    ke_signal_object(&t->Header, 1);
     if (dpc) KeInsertQueueDpc(dpc, (PVOID)(uintptr_t)plat_system_time(), NULL);
 }
 
@@ -67,6 +69,7 @@ static void timer_main(void *arg)
                     t->DueTime.QuadPart = (ULONGLONG)(due_ns(t) + (int64_t)t->Period * 1000000);
                     insert_sorted(t);
                 }
+                ke_signal_object(&t->Header, 1);
                 plat_lock_release(&timer_lock);
                 fire(t, dpc);
                 plat_lock_acquire(&timer_lock);
@@ -124,9 +127,10 @@ BOOLEAN KeSetTimerEx(PKTIMER Timer, LARGE_INTEGER DueTime, LONG Period, PKDPC Dp
     Timer->DueTime.QuadPart = (ULONGLONG)due;
     insert_sorted(Timer);
     armed_seq++;
-    plat_lock_release(&timer_lock);
-    /* The signal state is reset outside timer_lock (lock order: never dispatcher under it). */
+    /* Reset the signal state before the timer thread can see the new arming: resetting after
+     * releasing timer_lock (as before) could erase an expiry that already happened. */
     ke_signal_object(&Timer->Header, 0);
+    plat_lock_release(&timer_lock);
     plat_wake(&armed_seq, 1);
     return was;
 }

@@ -126,7 +126,8 @@ void irpk_bugcheck_raise(uint32_t code, uintptr_t p1, uintptr_t p2, uintptr_t p3
     char text[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt ? fmt : "", ap);
+    if (fmt) vsnprintf(body, sizeof body, fmt, ap);
+    else body[0] = 0; /* (not vsnprintf with "": clang -Wformat-zero-length) */
     va_end(ap);
     const char *name = irpk_bugcheck_name(code);
     /* A body that already starts with its own headline ("VERIFIER …") keeps it. */
@@ -139,7 +140,8 @@ void irpk_bugcheck_raise(uint32_t code, uintptr_t p1, uintptr_t p2, uintptr_t p3
     irpk_bugcheck bc = {code, name, {p1, p2, p3, p4}, text};
     /* "VERIFIER <Rule> …" reports are named by their rule. */
     char rule[64];
-    if (!strncmp(text, "VERIFIER ", 9) && sscanf(text + 9, "%63s", rule) == 1) bc.name = rule;
+    if (!strncmp(text, "VERIFIER ", 9) && sscanf(text + 9, "%63[^: \t\n]", rule) == 1)
+        bc.name = rule; /* "VERIFIER IrqlDispatch: …" is named "IrqlDispatch" */
     store(&bc);
     plat_lock_acquire(&store_lock);
     irpk_bugcheck_hook hook = user_hook;
