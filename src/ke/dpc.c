@@ -51,7 +51,7 @@ static void run_one(dpc_queue *q)
     /* Capture everything before the call: the routine may free or requeue the DPC. */
     PKDEFERRED_ROUTINE routine = dpc->DeferredRoutine;
     PVOID ctx = dpc->DeferredContext, a1 = dpc->SystemArgument1, a2 = dpc->SystemArgument2;
-    dpc->DpcData = NULL;
+    plat_store_ptr((void *volatile *)&dpc->DpcData, NULL);
     q->queued--;
     plat_lock_release(&q->lock);
 
@@ -137,12 +137,13 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
     dpc_queue *q = queue_for(cpu);
     plat_point("KeInsertQueueDpc", Dpc);
     plat_lock_acquire(&q->lock);
-    /* DpcData is written only under the lock of the queue the DPC is (or was) on. */
-    if (Dpc->DpcData) {
+    /* DpcData is claimed by compare-exchange while holding this queue's lock: two inserters on
+     * different CPUs (different queue locks) cannot both queue the DPC, and a remover that
+     * finds DpcData == q and takes q's lock sees the insertion complete. */
+    if (plat_cas_ptr((void *volatile *)&Dpc->DpcData, NULL, q) != NULL) {
         plat_lock_release(&q->lock);
         return FALSE;
     }
-    Dpc->DpcData = q;
     Dpc->SystemArgument1 = SystemArgument1;
     Dpc->SystemArgument2 = SystemArgument2;
     if (Dpc->Importance == HighImportance) InsertHeadList(&q->list, &Dpc->DpcListEntry);
@@ -163,7 +164,7 @@ BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc)
     bool queued = Dpc->DpcData == q; /* still on this queue: not yet picked by its thread */
     if (queued) {
         RemoveEntryList(&Dpc->DpcListEntry);
-        Dpc->DpcData = NULL;
+        plat_store_ptr((void *volatile *)&Dpc->DpcData, NULL);
         q->queued--;
         q->finished++;
         q->done_seq++;

@@ -875,3 +875,37 @@ TEST(runtime_shutdown_and_restart_of_service_threads)
     CHECK_EQ(ke_dpcs_queued(), 0);
     CHECK_EQ(ke_timers_set(), 0);
 }
+
+/* Regression: two threads on different virtual CPUs inserting the same untargeted DPC at once
+ * must queue it at most once per run (each TRUE return is matched by exactly one run). */
+static KDPC shared_dpc;
+static int32_t shared_runs, shared_inserts, race_stop;
+static VOID shared_dpc_routine(PKDPC Dpc, PVOID Ctx, PVOID A1, PVOID A2)
+{
+    UNREFERENCED_PARAMETER(Dpc);
+    UNREFERENCED_PARAMETER(Ctx);
+    UNREFERENCED_PARAMETER(A1);
+    UNREFERENCED_PARAMETER(A2);
+    InterlockedIncrement(&shared_runs);
+}
+static void dpc_inserter(void *arg)
+{
+    plat_self()->vcpu = (uint8_t)(intptr_t)arg; /* one inserter per virtual CPU */
+    while (!plat_load32(&race_stop))
+        if (KeInsertQueueDpc(&shared_dpc, NULL, NULL)) InterlockedIncrement(&shared_inserts);
+}
+TEST(regress_same_dpc_inserted_from_two_cpus_runs_once_per_insert)
+{
+    KeInitializeDpc(&shared_dpc, shared_dpc_routine, NULL);
+    shared_runs = shared_inserts = race_stop = 0;
+    plat_thread *a = plat_thread_start(dpc_inserter, (void *)0, "ins-0", 0);
+    plat_thread *b = plat_thread_start(dpc_inserter, (void *)1, "ins-1", 0);
+    plat_sleep_ns(irpk_test_scale(200) * 1000000LL);
+    plat_store32(&race_stop, 1);
+    plat_thread_join(a);
+    plat_thread_join(b);
+    KeFlushQueuedDpcs();
+    CHECK(shared_inserts > 0);
+    CHECK_EQ(shared_runs, shared_inserts);
+    CHECK_EQ(ke_dpcs_queued(), 0);
+}
