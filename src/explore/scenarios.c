@@ -16,7 +16,11 @@ static void collect(const xscenario *table)
 /* Built on first use from the main thread of the CLI or a test, before any exploration. */
 const xscenario *xscenario_list(size_t *n)
 {
-    if (!n_all) collect(xscenarios_platform);
+    if (!n_all) {
+        collect(xscenarios_platform);
+        collect(xscenarios_io);
+        xscenarios_io_init();
+    }
     *n = n_all;
     return all;
 }

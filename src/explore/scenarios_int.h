@@ -5,5 +5,8 @@
 #include "explore/scenarios.h"
 
 extern const xscenario xscenarios_platform[];
+extern const xscenario xscenarios_io[];
+/* Registers the io object describer for swimlanes. */
+void xscenarios_io_init(void);
 
 #endif

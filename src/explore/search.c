@@ -175,6 +175,7 @@ static void finish_failure(irpk_scenario_fn fn, void *arg, const irpk_explore_op
     r->swimlane = xswimlane_render(&out);
     r->preemptions = out.preemptions;
     r->steps = out.steps;
+    copy_failure(r, xoutcome_failure(&out), out.what, out.detail); /* the minimized run's words */
     xsched_free(&taken);
     xsched_free(&best);
 }
