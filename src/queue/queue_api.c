@@ -1,0 +1,391 @@
+/* Request queue public API: lifecycle, submission, the executor's calls, manual retrieval and
+ * cancellation. Each function takes the queue lock (q_enter), changes state, and leaves
+ * through the dispatch loop (q_leave), which runs the callbacks the change made due. */
+#include "queue/queue_internal.h"
+
+#include <string.h>
+
+void irpk_queue_config_init(irpk_queue_config *c)
+{
+    if (!c) return;
+    memset(c, 0, sizeof *c);
+    c->mode = IRPK_QUEUE_SEQUENTIAL;
+    c->order = IRPK_ORDER_FIFO;
+    c->max_parallel = 1;
+}
+
+static int config_check(const irpk_queue_config *c)
+{
+    if ((unsigned)c->mode > IRPK_QUEUE_KEYED_SERIAL || (unsigned)c->order > IRPK_ORDER_ELEVATOR ||
+        (unsigned)c->admit > IRPK_ADMIT_DROP_OLDEST)
+        return IRPK_QE_INVAL;
+    if (c->mode != IRPK_QUEUE_MANUAL && !c->on_dispatch) return IRPK_QE_INVAL;
+    if ((c->mode == IRPK_QUEUE_PARALLEL || c->mode == IRPK_QUEUE_KEYED_SERIAL) && !c->max_parallel)
+        return IRPK_QE_INVAL;
+    if (c->high_watermark && c->low_watermark >= c->high_watermark) return IRPK_QE_INVAL;
+    if (c->mode == IRPK_QUEUE_KEYED_SERIAL && c->order != IRPK_ORDER_FIFO) return IRPK_QE_MODE;
+    return 0;
+}
+
+int irpk_queue_create(const irpk_queue_config *c, irpk_queue **out)
+{
+    if (!c || !out) return IRPK_QE_INVAL;
+    int rc = config_check(c);
+    if (rc) return rc;
+    irpk_queue *q = plat_calloc(1, sizeof *q);
+    if (!q) return IRPK_QE_NOMEM;
+    q->cfg = *c;
+    if (c->log_capacity && !(q->log = plat_calloc(c->log_capacity, sizeof *q->log))) {
+        plat_free(q);
+        return IRPK_QE_NOMEM;
+    }
+    if (c->name) strncpy(q->name, c->name, sizeof q->name - 1);
+    q->cfg.name = q->name;
+    plat_lock_init(&q->lock);
+    q->limit = c->mode == IRPK_QUEUE_SEQUENTIAL ? 1 : c->max_parallel;
+    q->free_head = NO_SLOT;
+    ql_init(&q->fifo);
+    ql_init(&q->ready_lanes);
+    ql_init(&q->running);
+    ql_init(&q->age);
+    q->rng = 0x9e3779b9u;
+    q->t0 = plat_now_ns();
+    q->accepting = q->dispatch_on = true;
+    *out = q;
+    return 0;
+}
+
+int irpk_queue_close(irpk_queue *q)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    if (in_own_callback(q)) {
+        plat_lock_release(&q->lock);
+        return IRPK_QE_BUSY;
+    }
+    /* Purge until nothing is left: a concurrent irpk_queue_start could reopen the queue
+     * between two rounds, so the condition is re-checked under the lock each time. */
+    for (;;) {
+        while (q->op != OP_NONE) wait_word(q, &q->op_word, &q->op_waiters);
+        q->accepting = false;
+        if (q->live == 0 && q->cb_active == 0) break;
+        uint32_t seen = q->op_word;
+        begin_op(q, OP_PURGE, NULL, NULL);
+        flush(q);
+        while (q->op_word == seen) wait_word(q, &q->op_word, &q->op_waiters);
+    }
+    q->closed = true;
+    q->timer_quit = true;
+    wake_word(&q->timer_word, 1);
+    wake_word(&q->space_word, q->space_waiters); /* blocked submitters return CLOSED */
+    plat_thread *t = q->timer;
+    q->timer = NULL;
+    plat_lock_release(&q->lock);
+    if (t) plat_thread_join(t); /* outside the lock: the timer thread takes it to see timer_quit */
+    return 0;
+}
+
+int irpk_queue_free(irpk_queue *q)
+{
+    int rc = irpk_queue_close(q);
+    if (rc && rc != IRPK_QE_CLOSED) return rc;
+    for (uint32_t i = 0; i < q->nchunks; i++) plat_free(q->chunks[i]);
+    plat_free(q->chunks);
+    plat_free(q->heap);
+    plat_free(q->log);
+    plat_free(q);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ submitting */
+
+static void drop_oldest(irpk_queue *q)
+{
+    qreq *r = QL_ENTRY(q->age.next, qreq, age);
+    log_event(q, IRPK_EV_DROP, req_handle(r), 0);
+    cancel_queued(q, r, IRPK_QS_DROPPED);
+}
+
+/* Admission control at max_depth. *drop: make room by dropping the oldest after reserving. */
+static int admit(irpk_queue *q, bool may_block, bool *drop)
+{
+    for (;;) {
+        if (!q->accepting) return IRPK_QE_CLOSED;
+        if (!q->cfg.max_depth || q->queued < q->cfg.max_depth) return 0;
+        if (q->cfg.admit == IRPK_ADMIT_DROP_OLDEST) {
+            *drop = true;
+            return 0;
+        }
+        if (q->cfg.admit == IRPK_ADMIT_REJECT || !may_block) {
+            q->n_rejected++;
+            log_event(q, IRPK_EV_REJECT, IRPK_REQ_NULL, 0);
+            return IRPK_QE_FULL;
+        }
+        if (in_own_callback(q)) return IRPK_QE_BUSY; /* our own callbacks make the room */
+        wait_word(q, &q->space_word, &q->space_waiters);
+    }
+}
+
+int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
+{
+    if (!o) return IRPK_QE_INVAL;
+    int rc = q_enter(q);
+    if (rc) return rc;
+    bool drop = false;
+    qreq *r = NULL;
+    rc = admit(q, true, &drop);
+    if (!rc && o->deadline_ns) rc = timer_ensure(q);
+    if (!rc) rc = reserve(q, o, &r);
+    if (rc) {
+        plat_lock_release(&q->lock);
+        return rc;
+    }
+    if (drop) drop_oldest(q);
+    publish(q, r);
+    if (out) *out = req_handle(r); /* before q_leave, which may dispatch it */
+    q_leave(q);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the executor's side */
+
+/* The RUNNING request named by h, or the error saying why h cannot be acted on. */
+static int executor_lookup(irpk_queue *q, irpk_req_handle h, qreq **out)
+{
+    bool gone;
+    qreq *r = req_lookup(q, h, &gone);
+    if (!r) return IRPK_QE_STALE;
+    if (r->state == RS_QUEUED) return IRPK_QE_NOTOWNER;
+    if (r->state == RS_DONE) return IRPK_QE_ALREADY;
+    *out = r;
+    return 0;
+}
+
+int irpk_req_complete(irpk_queue *q, irpk_req_handle h, int32_t status)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    qreq *r;
+    rc = executor_lookup(q, h, &r);
+    if (!rc) rc = executor_release(q, r, status);
+    q_leave(q);
+    return rc;
+}
+
+int irpk_req_requeue(irpk_queue *q, irpk_req_handle h)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    qreq *r;
+    rc = executor_lookup(q, h, &r);
+    if (!rc) rc = executor_requeue(q, r);
+    q_leave(q);
+    return rc;
+}
+
+int irpk_req_is_cancelled(irpk_queue *q, irpk_req_handle h)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    bool gone;
+    qreq *r = req_lookup(q, h, &gone);
+    rc = r ? r->cancel_req : IRPK_QE_STALE;
+    plat_lock_release(&q->lock);
+    return rc;
+}
+
+int irpk_req_set_key(irpk_queue *q, irpk_req_handle h, uint64_t key)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    bool gone;
+    qreq *r = req_lookup(q, h, &gone);
+    if (!r)
+        rc = IRPK_QE_STALE;
+    else if (q->cfg.order == IRPK_ORDER_FIFO)
+        rc = IRPK_QE_MODE;
+    else if (r->state != RS_QUEUED)
+        rc = IRPK_QE_NOTOWNER;
+    else
+        tree_rekey(q, r, key);
+    plat_lock_release(&q->lock);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ forwarding */
+
+/* Phase 2 of a forward: reserve room in dst so that publishing later cannot fail. */
+static int forward_reserve(irpk_queue *dst, const irpk_req_opts *o, qreq **nr)
+{
+    int rc = q_enter(dst);
+    if (rc) return rc;
+    bool drop = false;
+    rc = admit(dst, false, &drop); /* a forward never blocks: BLOCK behaves as REJECT */
+    if (!rc && o->deadline_ns) rc = timer_ensure(dst);
+    if (!rc) rc = reserve(dst, o, nr);
+    if (!rc && drop) drop_oldest(dst);
+    q_leave(dst);
+    return rc;
+}
+
+static void forward_undo(irpk_queue *dst, qreq *nr)
+{
+    plat_lock_acquire(&dst->lock);
+    unreserve(dst, nr);
+    q_leave(dst);
+}
+
+/* Phase 3: take r out of q. Fails if r changed hands while no lock was held. */
+static int forward_detach(irpk_queue *q, irpk_req_handle h)
+{
+    plat_lock_acquire(&q->lock); /* q cannot close meanwhile: close waits for running r */
+    qreq *r;
+    int rc = executor_lookup(q, h, &r);
+    if (!rc && (r->decided || r->cancel_req)) {
+        executor_release(q, r, IRPK_QS_CANCELLED);
+        rc = IRPK_REQ_OVERRIDDEN;
+    } else if (!rc) {
+        stop_running(q, r);
+        r->forwarded = 1;
+        q->n_fwd++;
+        log_event(q, IRPK_EV_FORWARD, h, 0);
+        release(q, r); /* frees the slot without a completion in q */
+    }
+    q_leave(q);
+    return rc;
+}
+
+int irpk_req_forward(irpk_queue *q, irpk_req_handle h, irpk_queue *dst, irpk_req_handle *new_h)
+{
+    if (!dst || dst == q || !new_h) return IRPK_QE_INVAL;
+    *new_h = IRPK_REQ_NULL;
+    int rc = q_enter(q);
+    if (rc) return rc;
+    qreq *r;
+    rc = executor_lookup(q, h, &r);
+    if (!rc && (r->decided || r->cancel_req)) {
+        executor_release(q, r, IRPK_QS_CANCELLED);
+        rc = IRPK_REQ_OVERRIDDEN;
+    }
+    irpk_req_opts o = {0};
+    if (!rc) o = (irpk_req_opts){r->ctx, r->key, r->owner, r->deadline};
+    q_leave(q);
+    if (rc) return rc;
+    /* Never hold both queue locks, so there is no lock order between queues to get wrong. */
+    qreq *nr;
+    rc = forward_reserve(dst, &o, &nr);
+    if (rc) return rc;
+    rc = forward_detach(q, h);
+    if (rc) {
+        forward_undo(dst, nr);
+        return rc;
+    }
+    plat_lock_acquire(&dst->lock); /* dst cannot close meanwhile: close waits for reservations */
+    publish(dst, nr);
+    *new_h = req_handle(nr);
+    q_leave(dst);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ manual retrieval */
+
+static int retrieve(irpk_queue *q, bool by_key, uint64_t key, irpk_req_handle *out)
+{
+    if (!out) return IRPK_QE_INVAL;
+    int rc = q_enter(q);
+    if (rc) return rc;
+    qreq *r = NULL;
+    if (q->cfg.mode != IRPK_QUEUE_MANUAL || (by_key && q->cfg.order == IRPK_ORDER_FIFO))
+        rc = IRPK_QE_MODE;
+    else if (!q->dispatch_on)
+        rc = IRPK_QE_STOPPED;
+    else if (!(r = by_key ? pend_pick_key(q, key) : pend_pick(q)))
+        rc = IRPK_QE_EMPTY;
+    if (!rc) {
+        start_running(q, r);
+        *out = req_handle(r);
+    }
+    q_leave(q);
+    return rc;
+}
+
+int irpk_queue_retrieve(irpk_queue *q, irpk_req_handle *out) { return retrieve(q, false, 0, out); }
+
+int irpk_queue_retrieve_key(irpk_queue *q, uint64_t k, irpk_req_handle *out)
+{
+    return retrieve(q, true, k, out);
+}
+
+/* ------------------------------------------------------------------ cancellation */
+
+static int cancel_locked(irpk_queue *q, irpk_req_handle h)
+{
+    bool gone;
+    qreq *r = req_lookup(q, h, &gone);
+    if (!r) return gone ? IRPK_CANCEL_TOO_LATE : IRPK_CANCEL_NOT_FOUND;
+    if (r->state == RS_QUEUED) {
+        log_event(q, IRPK_EV_CANCEL_REQUEST, h, 0);
+        cancel_queued(q, r, IRPK_QS_CANCELLED);
+        return IRPK_CANCEL_REMOVED;
+    }
+    if (r->state == RS_RUNNING && !r->decided) {
+        cancel_request(q, r, IRPK_NOTIFY_CANCEL);
+        return IRPK_CANCEL_REQUESTED;
+    }
+    return IRPK_CANCEL_TOO_LATE;
+}
+
+int irpk_req_cancel(irpk_queue *q, irpk_req_handle h)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    rc = cancel_locked(q, h);
+    q_leave(q);
+    return rc;
+}
+
+int irpk_req_cancel_wait(irpk_queue *q, irpk_req_handle h)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    if (in_own_callback(q)) {
+        plat_lock_release(&q->lock);
+        return IRPK_QE_BUSY;
+    }
+    rc = cancel_locked(q, h);
+    flush(q);
+    bool gone;
+    while (req_lookup(q, h, &gone)) wait_word(q, &q->release_word, &q->release_waiters);
+    plat_lock_release(&q->lock);
+    return rc;
+}
+
+int irpk_queue_cancel_owner(irpk_queue *q, uint64_t owner, size_t *removed, size_t *requested)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    size_t nrem = 0, nreq = 0;
+    tnode *n = owner ? tn_find(q->owners, owner) : NULL;
+    if (n) {
+        qowner *og = QL_ENTRY(n, qowner, tn);
+        og->refs++; /* keep the group alive while its members leave it */
+        for (qlink *p = og->reqs.next, *next; p != &og->reqs; p = next) {
+            next = p->next; /* p may leave the list below */
+            qreq *r = QL_ENTRY(p, qreq, olink);
+            if (r->state == RS_QUEUED) {
+                log_event(q, IRPK_EV_CANCEL_REQUEST, req_handle(r), 0);
+                cancel_queued(q, r, IRPK_QS_CANCELLED);
+                nrem++;
+            } else if (r->state == RS_RUNNING && !r->decided && !r->cancel_req) {
+                cancel_request(q, r, IRPK_NOTIFY_CANCEL);
+                nreq++;
+            }
+        }
+        og->refs--;
+        owner_put(q, og);
+    }
+    if (removed) *removed = nrem;
+    if (requested) *requested = nreq;
+    q_leave(q);
+    return 0;
+}

@@ -1,0 +1,684 @@
+/* Request queue core: slot table and handles, pending structures, the terminal transition,
+ * and the dispatch/callback loop. Every function here runs with the queue lock held. */
+#include "queue/queue_internal.h"
+
+/* ------------------------------------------------------------------ slot table and handles */
+
+static int grow_slots(irpk_queue *q)
+{
+    if ((uint64_t)(q->nchunks + 1) * SLOT_CHUNK > SLOT_MAX) return IRPK_QE_NOMEM;
+    if (q->nchunks == q->dir_cap) {
+        uint32_t cap = q->dir_cap ? q->dir_cap * 2 : 8;
+        qreq **dir = plat_alloc(cap * sizeof *dir);
+        if (!dir) return IRPK_QE_NOMEM;
+        for (uint32_t i = 0; i < q->nchunks; i++) dir[i] = q->chunks[i];
+        plat_free(q->chunks);
+        q->chunks = dir;
+        q->dir_cap = cap;
+    }
+    qreq *c = plat_calloc(SLOT_CHUNK, sizeof *c);
+    if (!c) return IRPK_QE_NOMEM;
+    uint32_t base = q->nchunks * SLOT_CHUNK;
+    for (uint32_t i = SLOT_CHUNK; i-- > 0;) {
+        c[i].gen = 1;
+        c[i].idx = base + i;
+        c[i].next_free = q->free_head;
+        q->free_head = base + i;
+    }
+    q->chunks[q->nchunks++] = c;
+    return 0;
+}
+
+static qreq *slot_at(irpk_queue *q, uint32_t idx)
+{
+    return &q->chunks[idx / SLOT_CHUNK][idx % SLOT_CHUNK];
+}
+
+qreq *slot_alloc(irpk_queue *q)
+{
+    if (q->free_head == NO_SLOT && grow_slots(q) != 0) return NULL;
+    qreq *r = slot_at(q, q->free_head);
+    q->free_head = r->next_free;
+    uint64_t gen = r->gen;
+    uint32_t idx = r->idx;
+    *r = (qreq){0};
+    r->gen = gen;
+    r->idx = idx;
+    r->state = RS_RESERVED;
+    r->heap_pos = NO_HEAP;
+    ql_init(&r->link);
+    ql_init(&r->age);
+    ql_init(&r->olink);
+    q->live++;
+    return r;
+}
+
+void slot_free(irpk_queue *q, qreq *r)
+{
+    /* Bumping the generation is what makes every handle of this occupant stale; 40 bits of
+     * generation wrap only after 10^12 reuses of one slot. */
+    r->gen = (r->gen + 1) & ((1ull << 40) - 1);
+    if (r->gen == 0) r->gen = 1;
+    r->state = RS_FREE;
+    r->next_free = q->free_head;
+    q->free_head = r->idx;
+    q->live--;
+    wake_word(&q->release_word, q->release_waiters);
+}
+
+qreq *req_lookup(irpk_queue *q, irpk_req_handle h, bool *gone)
+{
+    uint32_t idx = (uint32_t)(h & (SLOT_MAX - 1));
+    uint64_t gen = h >> 24;
+    *gone = false;
+    if (gen == 0 || idx >= q->nchunks * SLOT_CHUNK) return NULL;
+    qreq *r = slot_at(q, idx);
+    if (r->gen == gen && r->state != RS_FREE && r->state != RS_RESERVED) return r;
+    /* Generations only grow, so an older one names a request that has left the queue. */
+    *gone = gen < r->gen;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ lanes and owner groups */
+
+qlane *lane_get(irpk_queue *q, uint64_t key)
+{
+    tnode *n = tn_find(q->lanes, key);
+    if (n) return QL_ENTRY(n, qlane, tn);
+    qlane *l = plat_calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->tn.key = key;
+    l->tn.prio = q->rng = q->rng * 1103515245u + 12345u;
+    ql_init(&l->reqs);
+    ql_init(&l->ready);
+    tn_insert(&q->lanes, &l->tn);
+    return l;
+}
+
+/* Keep the lane on the ready list exactly when it can start a request; free it when nothing
+ * refers to it any more. front: a requeued request goes first. */
+void lane_update(irpk_queue *q, qlane *l, bool front)
+{
+    bool ready = !l->busy && !ql_empty(&l->reqs);
+    if (ready && !ql_linked(&l->ready)) {
+        if (front)
+            ql_push_front(&q->ready_lanes, &l->ready);
+        else
+            ql_push_back(&q->ready_lanes, &l->ready);
+    } else if (!ready && ql_linked(&l->ready)) {
+        ql_remove(&l->ready);
+    }
+    if (!l->busy && ql_empty(&l->reqs) && l->refs == 0) {
+        tn_remove(&q->lanes, &l->tn);
+        plat_free(l);
+    }
+}
+
+qowner *owner_get(irpk_queue *q, uint64_t owner)
+{
+    tnode *n = tn_find(q->owners, owner);
+    if (n) return QL_ENTRY(n, qowner, tn);
+    qowner *o = plat_calloc(1, sizeof *o);
+    if (!o) return NULL;
+    o->tn.key = owner;
+    o->tn.prio = q->rng = q->rng * 1103515245u + 12345u;
+    ql_init(&o->reqs);
+    tn_insert(&q->owners, &o->tn);
+    return o;
+}
+
+void owner_put(irpk_queue *q, qowner *o)
+{
+    if (ql_empty(&o->reqs) && o->refs == 0) {
+        tn_remove(&q->owners, &o->tn);
+        plat_free(o);
+    }
+}
+
+/* ------------------------------------------------------------------ reserve / publish */
+
+/* Take everything a new request needs (slot, lane, owner group, heap room) so that publishing
+ * it cannot fail. The reservation is invisible to dispatch, cancel and lookup. */
+int reserve(irpk_queue *q, const irpk_req_opts *o, qreq **out)
+{
+    if (o->deadline_ns && heap_reserve(q) != 0) return IRPK_QE_NOMEM;
+    qreq *r = slot_alloc(q);
+    if (!r) return IRPK_QE_NOMEM;
+    r->ctx = o->ctx;
+    r->key = o->key;
+    r->owner = o->owner;
+    r->deadline = o->deadline_ns;
+    if (q->cfg.mode == IRPK_QUEUE_KEYED_SERIAL) {
+        r->lane = lane_get(q, o->key);
+        if (!r->lane) goto nomem;
+        r->lane->refs++;
+    }
+    if (o->owner) {
+        r->og = owner_get(q, o->owner);
+        if (!r->og) goto nomem;
+        r->og->refs++;
+    }
+    q->reserved++;
+    *out = r;
+    return 0;
+nomem:
+    q->reserved++;
+    unreserve(q, r);
+    return IRPK_QE_NOMEM;
+}
+
+void unreserve(irpk_queue *q, qreq *r)
+{
+    if (r->lane) {
+        r->lane->refs--;
+        lane_update(q, r->lane, false);
+    }
+    if (r->og) {
+        r->og->refs--;
+        owner_put(q, r->og);
+    }
+    q->reserved--;
+    slot_free(q, r);
+}
+
+/* Make a reserved request QUEUED (or cancel it at once when the queue is purging). */
+void publish(irpk_queue *q, qreq *r)
+{
+    q->reserved--;
+    if (r->lane) r->lane->refs--;
+    if (r->og) {
+        r->og->refs--;
+        ql_push_back(&r->og->reqs, &r->olink);
+    }
+    r->t_submit = plat_now_ns();
+    q->n_submitted++;
+    log_event(q, IRPK_EV_SUBMIT, req_handle(r), 0);
+    if (r->deadline) heap_push(q, r);
+    r->state = RS_QUEUED;
+    pend_insert(q, r, false);
+    if (q->op == OP_PURGE) cancel_queued(q, r, IRPK_QS_CANCELLED); /* forwarded into a purge */
+}
+
+/* ------------------------------------------------------------------ pending structures */
+
+static uint64_t effective_key(const irpk_queue *q, const qreq *r)
+{
+    if (q->cfg.order != IRPK_ORDER_PRIORITY || q->cfg.aging_ns == 0) return r->key;
+    /* Aging: a later submission pays one key unit per aging_ns, so an old request is
+     * eventually first whatever its key, and the key stays static in the tree. */
+    uint64_t waited = (uint64_t)(r->t_submit - q->t0) / q->cfg.aging_ns;
+    return r->key > UINT64_MAX - waited ? UINT64_MAX : r->key + waited;
+}
+
+static void watermark_check(irpk_queue *q)
+{
+    if (!q->cfg.high_watermark) return;
+    if (!q->above_high && q->queued >= q->cfg.high_watermark) {
+        q->above_high = true;
+        q->wm_pending = 1;
+    } else if (q->above_high && q->queued <= q->cfg.low_watermark) {
+        q->above_high = false;
+        q->wm_pending = 2;
+    }
+}
+
+void pend_insert(irpk_queue *q, qreq *r, bool head)
+{
+    if (r->lane) {
+        if (head)
+            ql_push_front(&r->lane->reqs, &r->link);
+        else
+            ql_push_back(&r->lane->reqs, &r->link);
+        lane_update(q, r->lane, head);
+    } else if (q->cfg.order == IRPK_ORDER_FIFO) {
+        if (head)
+            ql_push_front(&q->fifo, &r->link);
+        else
+            ql_push_back(&q->fifo, &r->link);
+    } else {
+        if (!head) {
+            r->tn.key = effective_key(q, r);
+            r->tn.seq = ++q->seq;
+        } /* head: keep the original (key, seq), i.e. its place before later equal keys */
+        r->tn.prio = q->rng = q->rng * 1103515245u + 12345u;
+        tn_insert(&q->tree, &r->tn);
+    }
+    if (head)
+        ql_push_front(&q->age, &r->age);
+    else
+        ql_push_back(&q->age, &r->age);
+    if (q->queued++ == 0 && q->cfg.mode == IRPK_QUEUE_MANUAL && q->dispatch_on)
+        q->ready_pending = true;
+    if (q->queued > q->max_queued_seen) q->max_queued_seen = q->queued;
+    log_event(q, IRPK_EV_QUEUE, req_handle(r), 0);
+    watermark_check(q);
+}
+
+void pend_remove(irpk_queue *q, qreq *r)
+{
+    if (r->lane) {
+        ql_remove(&r->link);
+        lane_update(q, r->lane, false);
+    } else if (q->cfg.order == IRPK_ORDER_FIFO) {
+        ql_remove(&r->link);
+    } else {
+        tn_remove(&q->tree, &r->tn);
+    }
+    ql_remove(&r->age);
+    q->queued--;
+    watermark_check(q);
+    wake_word(&q->space_word, q->space_waiters);
+}
+
+qreq *pend_pick(irpk_queue *q)
+{
+    if (q->cfg.mode == IRPK_QUEUE_KEYED_SERIAL) {
+        if (ql_empty(&q->ready_lanes)) return NULL;
+        qlane *l = QL_ENTRY(q->ready_lanes.next, qlane, ready);
+        return QL_ENTRY(l->reqs.next, qreq, link);
+    }
+    switch (q->cfg.order) {
+    case IRPK_ORDER_FIFO:
+        return ql_empty(&q->fifo) ? NULL : QL_ENTRY(q->fifo.next, qreq, link);
+    case IRPK_ORDER_ELEVATOR:
+        return pend_pick_key(q, q->cursor);
+    default: {
+        tnode *n = tn_min(q->tree);
+        return n ? QL_ENTRY(n, qreq, tn) : NULL;
+    }
+    }
+}
+
+qreq *pend_pick_key(irpk_queue *q, uint64_t key)
+{
+    tnode *n = tn_lower_bound(q->tree, key);
+    if (!n) n = tn_min(q->tree); /* wrap to the smallest key: the C-SCAN sweep restarts */
+    return n ? QL_ENTRY(n, qreq, tn) : NULL;
+}
+
+void start_running(irpk_queue *q, qreq *r)
+{
+    if (r->lane) r->lane->busy = true; /* before pend_remove, so the lane leaves the ready list */
+    pend_remove(q, r);
+    if (q->cfg.order == IRPK_ORDER_ELEVATOR) q->cursor = r->tn.key + 1; /* UINT64_MAX wraps to 0 */
+    r->state = RS_RUNNING;
+    ql_push_back(&q->running, &r->link);
+    q->running_n++;
+    log_event(q, IRPK_EV_DISPATCH, req_handle(r), 0);
+}
+
+void tree_rekey(irpk_queue *q, qreq *r, uint64_t key)
+{
+    tn_remove(&q->tree, &r->tn);
+    r->key = key;
+    r->tn.key = effective_key(q, r);
+    r->tn.seq = ++q->seq;
+    tn_insert(&q->tree, &r->tn);
+}
+
+void stop_running(irpk_queue *q, qreq *r)
+{
+    ql_remove(&r->link);
+    q->running_n--;
+    if (r->acked) {
+        r->acked = 0;
+        q->acked_n--;
+    }
+    if (r->lane) {
+        r->lane->busy = false;
+        lane_update(q, r->lane, false);
+    }
+}
+
+/* ------------------------------------------------------------------ the terminal transition */
+
+/* The single atomic terminal transition. Every path that can end a request (complete, cancel
+ * of a queued request, deadline, purge, drop, stop disposition) calls this and acts only if it
+ * won, so exactly one final status exists. All callers hold the queue lock today; the CAS keeps
+ * the invariant independent of that (and is a scheduling point the explorer interleaves). */
+bool decide(qreq *r, int32_t status)
+{
+    if (plat_cas32(&r->decided, 0, 1) != 0) return false;
+    r->status = status;
+    return true;
+}
+
+static void push_done(irpk_queue *q, qreq *r)
+{
+    r->done_next = NULL;
+    if (q->done_tail)
+        q->done_tail->done_next = r;
+    else
+        q->done_head = r;
+    q->done_tail = r;
+}
+
+/* r is decided and no longer queued or running: detach it and schedule its completion. */
+void release(irpk_queue *q, qreq *r)
+{
+    r->state = RS_DONE;
+    heap_remove(q, r);
+    if (r->og) {
+        ql_remove(&r->olink);
+        owner_put(q, r->og);
+        r->og = NULL;
+    }
+    if (!r->forwarded) log_event(q, IRPK_EV_COMPLETE, req_handle(r), r->status);
+    if (r->pins) {
+        r->release_deferred = 1; /* a notification is still using it: it finishes the job */
+    } else if (r->forwarded) {
+        slot_free(q, r);
+    } else {
+        push_done(q, r);
+    }
+}
+
+/* The executor (handler or manual owner) lets go of a RUNNING request with this status. */
+int executor_release(irpk_queue *q, qreq *r, int32_t status)
+{
+    stop_running(q, r);
+    int rc = decide(r, status) ? 0 : IRPK_REQ_OVERRIDDEN;
+    release(q, r);
+    return rc;
+}
+
+/* Give a RUNNING request back to the head of the queue; a request that was cancelled or timed
+ * out meanwhile completes instead (IRPK_REQ_OVERRIDDEN). */
+int executor_requeue(irpk_queue *q, qreq *r)
+{
+    if (r->decided || r->cancel_req || q->op == OP_PURGE) {
+        executor_release(q, r, IRPK_QS_CANCELLED);
+        return IRPK_REQ_OVERRIDDEN;
+    }
+    if (r->lane) r->lane->refs++; /* stop_running may otherwise free the now idle, empty lane */
+    stop_running(q, r);
+    r->state = RS_QUEUED;
+    log_event(q, IRPK_EV_REQUEUE, req_handle(r), 0);
+    pend_insert(q, r, true);
+    if (r->lane) r->lane->refs--; /* the lane now holds r: it cannot be freed */
+    return 0;
+}
+
+/* End a QUEUED request with a queue-decided status (cancel, purge, timeout, drop). */
+void cancel_queued(irpk_queue *q, qreq *r, int32_t status)
+{
+    if (!decide(r, status)) plat_panic("queue: queued request already decided");
+    pend_remove(q, r);
+    release(q, r);
+}
+
+/* Tell the executor of a RUNNING request to stop (once); the pin keeps the request from being
+ * completed until the notification has returned. */
+void cancel_request(irpk_queue *q, qreq *r, irpk_notify_reason why)
+{
+    if (r->cancel_req) return;
+    r->cancel_req = 1;
+    log_event(q, IRPK_EV_CANCEL_REQUEST, req_handle(r), 0);
+    if (!q->cfg.on_cancel) return;
+    r->pins++;
+    r->notify_reason = (uint8_t)why;
+    r->notify_next = NULL;
+    if (q->notify_tail)
+        q->notify_tail->notify_next = r;
+    else
+        q->notify_head = r;
+    q->notify_tail = r;
+}
+
+int expire_due(irpk_queue *q, int64_t now)
+{
+    int n = 0;
+    while (q->heap_n && q->heap[0]->deadline <= now) {
+        qreq *r = q->heap[0];
+        heap_remove(q, r);
+        n++;
+        log_event(q, IRPK_EV_TIMEOUT, req_handle(r), 0);
+        if (r->state == RS_QUEUED) {
+            cancel_queued(q, r, IRPK_QS_TIMEDOUT);
+        } else if (decide(r, IRPK_QS_TIMEDOUT)) {
+            /* Running: the status is now fixed; the executor still owns the request and
+             * releases it with complete/requeue/forward (which then return OVERRIDDEN). */
+            cancel_request(q, r, IRPK_NOTIFY_TIMEOUT);
+        }
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ callbacks and dispatch */
+
+typedef struct qframe {
+    irpk_queue *q;
+    struct qframe *up;
+} qframe;
+
+static qframe **frame_top(void) { return (qframe **)&plat_self()->ext[PLAT_EXT_QUEUE]; }
+
+bool in_own_callback(irpk_queue *q)
+{
+    for (qframe *f = *frame_top(); f; f = f->up)
+        if (f->q == q) return true;
+    return false;
+}
+
+void wake_word(volatile uint32_t *w, unsigned waiters)
+{
+    /* Bump (always: a waiter may sample the word before it registers) then wake, under the
+     * queue lock: a waiter samples *w under the same lock before dropping it to sleep, so it
+     * either sees the new value or is woken — no lost wake-up. */
+    plat_fetch_add32((volatile int32_t *)w, 1);
+    if (waiters) plat_wake(w, INT32_MAX);
+}
+
+/* Callbacks run with the lock dropped; cb_active counts them for the lifetime barrier. */
+static void call_begin(irpk_queue *q)
+{
+    q->cb_active++;
+    plat_lock_release(&q->lock);
+}
+
+static void call_end(irpk_queue *q)
+{
+    plat_lock_acquire(&q->lock);
+    q->cb_active--;
+}
+
+static void unpin(irpk_queue *q, qreq *r)
+{
+    if (--r->pins || !r->release_deferred) return;
+    r->release_deferred = 0;
+    if (r->forwarded)
+        slot_free(q, r);
+    else
+        push_done(q, r);
+}
+
+static void deliver_completion(irpk_queue *q)
+{
+    qreq *r = q->done_head;
+    q->done_head = r->done_next;
+    if (!q->done_head) q->done_tail = NULL;
+    if (r->status == IRPK_QS_CANCELLED)
+        q->n_cancelled++;
+    else if (r->status == IRPK_QS_TIMEDOUT)
+        q->n_timed_out++;
+    else if (r->status == IRPK_QS_DROPPED)
+        q->n_dropped++;
+    else
+        q->n_completed++;
+    if (q->cfg.on_complete) {
+        irpk_req_handle h = req_handle(r);
+        int32_t status = r->status;
+        void *ctx = r->ctx;
+        call_begin(q);
+        q->cfg.on_complete(q, h, status, ctx, q->cfg.ctx);
+        call_end(q);
+    }
+    /* The slot is recycled only after the callback returned: irpk_req_cancel_wait waits for
+     * exactly this generation bump. */
+    slot_free(q, r);
+}
+
+static void deliver_notify(irpk_queue *q)
+{
+    qreq *r = q->notify_head;
+    q->notify_head = r->notify_next;
+    if (!q->notify_head) q->notify_tail = NULL;
+    irpk_req_handle h = req_handle(r);
+    irpk_notify_reason why = (irpk_notify_reason)r->notify_reason;
+    void *ctx = r->ctx;
+    call_begin(q);
+    q->cfg.on_cancel(q, h, why, ctx, q->cfg.ctx);
+    call_end(q);
+    unpin(q, r);
+}
+
+static void deliver_stop(irpk_queue *q)
+{
+    qreq *r = q->stop_head;
+    q->stop_head = r->stop_next;
+    if (!q->stop_head) q->stop_tail = NULL;
+    irpk_req_handle h = req_handle(r);
+    void *ctx = r->ctx;
+    call_begin(q);
+    irpk_stop_disposition d = q->cfg.on_stop(q, h, ctx, q->cfg.ctx);
+    call_end(q);
+    /* The executor may have completed it while on_stop ran: then the disposition is moot. */
+    if (r->state == RS_RUNNING) {
+        if (d == IRPK_STOP_REQUEUE) {
+            executor_requeue(q, r);
+        } else if (d == IRPK_STOP_COMPLETED) {
+            executor_release(q, r, IRPK_QS_CANCELLED);
+        } else if (!r->acked) {
+            r->acked = 1;
+            q->acked_n++;
+        }
+    }
+    unpin(q, r);
+}
+
+static void deliver_watermark(irpk_queue *q)
+{
+    int high = q->wm_pending == 1;
+    q->wm_pending = 0;
+    if (!q->cfg.on_watermark) return;
+    size_t depth = q->queued;
+    call_begin(q);
+    q->cfg.on_watermark(q, high, depth, q->cfg.ctx);
+    call_end(q);
+}
+
+static void deliver_ready(irpk_queue *q)
+{
+    q->ready_pending = false;
+    if (!q->cfg.on_ready || !q->queued) return;
+    call_begin(q);
+    q->cfg.on_ready(q, q->cfg.ctx);
+    call_end(q);
+}
+
+static bool op_finished(const irpk_queue *q)
+{
+    if (q->op == OP_NONE || q->cb_active || q->stop_head || q->notify_head || q->done_head)
+        return false;
+    if (q->op == OP_STOP) return q->running_n == q->acked_n;
+    return q->queued == 0 && q->running_n == 0 && q->reserved == 0;
+}
+
+static void deliver_op_done(irpk_queue *q)
+{
+    irpk_done_fn fn = q->op_done;
+    void *ctx = q->op_ctx;
+    q->op = OP_NONE;
+    q->op_done = NULL;
+    wake_word(&q->op_word, q->op_waiters);
+    if (!fn) return;
+    call_begin(q);
+    fn(q, ctx);
+    call_end(q);
+}
+
+static bool dispatch_one(irpk_queue *q)
+{
+    if (!q->dispatch_on || q->cfg.mode == IRPK_QUEUE_MANUAL || q->running_n >= q->limit)
+        return false;
+    qreq *r = pend_pick(q);
+    if (!r) return false;
+    start_running(q, r);
+    irpk_req_handle h = req_handle(r);
+    void *ctx = r->ctx;
+    call_begin(q);
+    q->cfg.on_dispatch(q, h, ctx, q->cfg.ctx);
+    call_end(q);
+    return true;
+}
+
+/* The dispatch loop (KMDF FxIoQueue style). Runs every pending notification, completion and
+ * dispatch of q. A thread already inside this loop for q (i.e. inside one of q's callbacks)
+ * returns at once: the outer loop re-examines the queue under the lock after the callback
+ * returns — that re-check is the "run again" flag — so handler → complete → next handler is
+ * iteration, never recursion, and no wake-up is lost. Other threads run their own loop, which
+ * is what lets PARALLEL queues run handlers concurrently. */
+void flush(irpk_queue *q)
+{
+    qframe **top = frame_top();
+    for (qframe *f = *top; f; f = f->up)
+        if (f->q == q) return;
+    qframe me = {q, *top};
+    *top = &me;
+    for (;;) {
+        if (q->notify_head)
+            deliver_notify(q);
+        else if (q->stop_head)
+            deliver_stop(q);
+        else if (q->done_head)
+            deliver_completion(q);
+        else if (q->wm_pending)
+            deliver_watermark(q);
+        else if (q->ready_pending)
+            deliver_ready(q);
+        else if (dispatch_one(q))
+            continue;
+        else if (op_finished(q))
+            deliver_op_done(q);
+        else
+            break;
+    }
+    *top = me.up;
+}
+
+/* ------------------------------------------------------------------ event log */
+
+void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h, int32_t status)
+{
+    if (!q->cfg.log_capacity) return;
+    size_t cap = q->cfg.log_capacity;
+    size_t at = (q->log_head + q->log_n) % cap;
+    if (q->log_n == cap)
+        q->log_head = (q->log_head + 1) % cap; /* full: overwrite the oldest */
+    else
+        q->log_n++;
+    q->log[at] = (irpk_queue_event){++q->log_seq, plat_now_ns(), h, t, status, plat_self()->id};
+}
+
+int q_enter(irpk_queue *q)
+{
+    if (!q) return IRPK_QE_INVAL;
+    plat_lock_acquire(&q->lock);
+    if (q->closed) {
+        plat_lock_release(&q->lock);
+        return IRPK_QE_CLOSED;
+    }
+    return 0;
+}
+
+/* Sleep until *w changes. Called with the lock held; the sample is taken under the lock and
+ * every writer bumps *w under it (wake_word), so the change cannot be missed. */
+void wait_word(irpk_queue *q, volatile uint32_t *w, unsigned *waiters)
+{
+    uint32_t seen = (uint32_t)plat_load32((volatile int32_t *)w);
+    (*waiters)++;
+    plat_lock_release(&q->lock);
+    plat_wait(w, seen, PLAT_FOREVER);
+    plat_lock_acquire(&q->lock);
+    (*waiters)--;
+}

@@ -1,0 +1,216 @@
+/* Private structures of the irpkit request queue. Everything here is protected by the owning
+ * queue's lock (irpk_queue.lock) unless a comment says otherwise. */
+#ifndef IRPK_QUEUE_INTERNAL_H
+#define IRPK_QUEUE_INTERNAL_H
+
+#include "irpkit/queue.h"
+#include "platform/platform.h"
+
+#include <stdbool.h>
+
+/* ------------------------------------------------------------------ intrusive list */
+
+typedef struct qlink {
+    struct qlink *prev, *next;
+} qlink;
+
+static inline void ql_init(qlink *h) { h->prev = h->next = h; }
+static inline bool ql_empty(const qlink *h) { return h->next == h; }
+static inline bool ql_linked(const qlink *n) { return n->next != n; }
+static inline void ql_insert_between(qlink *n, qlink *prev, qlink *next)
+{
+    n->prev = prev;
+    n->next = next;
+    prev->next = n;
+    next->prev = n;
+}
+static inline void ql_push_back(qlink *h, qlink *n) { ql_insert_between(n, h->prev, h); }
+static inline void ql_push_front(qlink *h, qlink *n) { ql_insert_between(n, h, h->next); }
+static inline void ql_remove(qlink *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    ql_init(n); /* self-linked = "not on a list", so ql_linked() answers membership */
+}
+#define QL_ENTRY(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* ------------------------------------------------------------------ ordered tree (treap) */
+
+/* Ordered by (key, seq); seq makes equal keys FIFO. prio is a random heap priority, so the
+ * expected depth is O(log n) whatever the insertion order. */
+typedef struct tnode {
+    struct tnode *l, *r;
+    uint64_t key, seq;
+    uint32_t prio;
+} tnode;
+
+void tn_insert(tnode **root, tnode *n);
+void tn_remove(tnode **root, tnode *n);
+tnode *tn_min(tnode *root);
+tnode *tn_lower_bound(tnode *root, uint64_t key); /* first node with key >= key */
+tnode *tn_find(tnode *root, uint64_t key);        /* any node with exactly key */
+
+/* ------------------------------------------------------------------ requests */
+
+enum qreq_state { RS_FREE = 0, RS_RESERVED, RS_QUEUED, RS_RUNNING, RS_DONE };
+
+#define NO_HEAP ((size_t)-1)
+
+typedef struct qlane qlane;
+typedef struct qowner qowner;
+
+typedef struct qreq {
+    uint64_t gen;            /* generation of the current (or next) occupant */
+    uint32_t idx;            /* slot index */
+    uint8_t state;           /* enum qreq_state */
+    uint8_t cancel_req;      /* cancel asked while running (or deadline passed while running) */
+    uint8_t acked;           /* stop disposition KEEP */
+    uint8_t release_deferred;/* released while pinned: completion waits for pins == 0 */
+    uint8_t forwarded;       /* left for another queue: release frees the slot silently */
+    uint8_t notify_reason;
+    uint16_t pins;           /* notifications / stop callbacks in flight for this request */
+    volatile int32_t decided;/* the terminal transition word: 0 → 1 exactly once (plat_cas32) */
+    int32_t status;          /* final status, written by the winner of `decided` */
+    void *ctx;
+    uint64_t key, owner;
+    int64_t deadline, t_submit;
+    qlink link;              /* pending FIFO, lane FIFO, or running list */
+    qlink age;               /* queue-wide list of queued requests, oldest first */
+    qlink olink;             /* owner group list */
+    tnode tn;                /* keyed orders */
+    size_t heap_pos;         /* index in the deadline heap or NO_HEAP */
+    qlane *lane;
+    qowner *og;
+    struct qreq *done_next, *notify_next, *stop_next;
+    uint32_t next_free;
+} qreq;
+
+/* KEYED_SERIAL: one lane per key in use. */
+struct qlane {
+    tnode tn;     /* in irpk_queue.lanes, key = lane key */
+    qlink reqs;   /* queued requests of this key, FIFO */
+    qlink ready;  /* on irpk_queue.ready_lanes when !busy && reqs non-empty */
+    bool busy;    /* one request of this key is running */
+    uint32_t refs;/* reservations that will attach to this lane */
+};
+
+struct qowner {
+    tnode tn;     /* in irpk_queue.owners, key = owner tag */
+    qlink reqs;   /* live requests with this owner, oldest first */
+    uint32_t refs;
+};
+
+enum queue_op { OP_NONE = 0, OP_STOP, OP_DRAIN, OP_PURGE };
+
+#define SLOT_CHUNK 1024u
+#define SLOT_MAX (1u << 24) /* handle = generation << 24 | slot index */
+#define NO_SLOT UINT32_MAX
+
+struct irpk_queue {
+    volatile plat_lockword lock; /* the queue's only lock; never held across a callback */
+    irpk_queue_config cfg;
+    char name[32];
+    unsigned limit; /* running limit for dispatching modes */
+
+    /* slot table: chunks never move, the directory grows under the lock */
+    qreq **chunks;
+    uint32_t nchunks, dir_cap, free_head;
+
+    /* pending requests: exactly one of these structures is used, by mode/order */
+    qlink fifo;
+    tnode *tree;
+    uint64_t seq, cursor;
+    uint32_t rng;
+    int64_t t0;
+    tnode *lanes;
+    qlink ready_lanes;
+
+    tnode *owners;
+    qlink running;
+    qlink age;
+    size_t queued, running_n, acked_n, live, reserved;
+
+    /* deadlines: binary min-heap */
+    qreq **heap;
+    size_t heap_n, heap_cap;
+
+    /* control */
+    bool accepting, dispatch_on, closed, above_high, ready_pending;
+    int wm_pending; /* 0 none, 1 reached high, 2 fell to low */
+    enum queue_op op;
+    irpk_done_fn op_done;
+    void *op_ctx;
+    unsigned cb_active; /* callbacks of this queue running right now (any thread) */
+    qreq *done_head, *done_tail, *notify_head, *notify_tail, *stop_head, *stop_tail;
+    volatile uint32_t op_word, space_word, release_word;
+    unsigned op_waiters, space_waiters, release_waiters;
+
+    /* timer thread (lazily started, per queue) */
+    plat_thread *timer;
+    bool timer_quit;
+    volatile uint32_t timer_word;
+
+    /* statistics */
+    uint64_t n_submitted, n_completed, n_cancelled, n_timed_out, n_dropped, n_rejected, n_fwd;
+    size_t max_queued_seen;
+
+    /* event log ring */
+    irpk_queue_event *log;
+    size_t log_n, log_head;
+    uint64_t log_seq;
+};
+
+/* ------------------------------------------------------------------ core (queue_core.c) */
+
+static inline irpk_req_handle req_handle(const qreq *r) { return (r->gen << 24) | r->idx; }
+qreq *slot_alloc(irpk_queue *q);
+void slot_free(irpk_queue *q, qreq *r);
+/* Live request named by h, or NULL; *gone says the handle once named a request of q. */
+qreq *req_lookup(irpk_queue *q, irpk_req_handle h, bool *gone);
+
+qlane *lane_get(irpk_queue *q, uint64_t key);
+void lane_update(irpk_queue *q, qlane *l, bool front);
+qowner *owner_get(irpk_queue *q, uint64_t owner);
+void owner_put(irpk_queue *q, qowner *o);
+
+int reserve(irpk_queue *q, const irpk_req_opts *o, qreq **out);
+void unreserve(irpk_queue *q, qreq *r);
+void publish(irpk_queue *q, qreq *r);
+
+void pend_insert(irpk_queue *q, qreq *r, bool head);
+void pend_remove(irpk_queue *q, qreq *r);
+qreq *pend_pick(irpk_queue *q);
+qreq *pend_pick_key(irpk_queue *q, uint64_t key);
+void start_running(irpk_queue *q, qreq *r);
+void stop_running(irpk_queue *q, qreq *r);
+void tree_rekey(irpk_queue *q, qreq *r, uint64_t key);
+
+bool decide(qreq *r, int32_t status);
+void release(irpk_queue *q, qreq *r);
+int executor_release(irpk_queue *q, qreq *r, int32_t status);
+int executor_requeue(irpk_queue *q, qreq *r);
+void cancel_queued(irpk_queue *q, qreq *r, int32_t status);
+void cancel_request(irpk_queue *q, qreq *r, irpk_notify_reason why);
+
+void heap_push(irpk_queue *q, qreq *r);
+void heap_remove(irpk_queue *q, qreq *r);
+int heap_reserve(irpk_queue *q);
+int expire_due(irpk_queue *q, int64_t now);
+
+void flush(irpk_queue *q);
+void wait_word(irpk_queue *q, volatile uint32_t *w, unsigned *waiters);
+int timer_ensure(irpk_queue *q);
+int begin_op(irpk_queue *q, enum queue_op op, irpk_done_fn fn, void *ctx);
+bool in_own_callback(irpk_queue *q);
+void wake_word(volatile uint32_t *w, unsigned waiters);
+void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h, int32_t status);
+
+/* Lock q and check it is usable; returns 0 with the lock held or an error without it. */
+int q_enter(irpk_queue *q);
+static inline void q_leave(irpk_queue *q)
+{
+    flush(q);
+    plat_lock_release(&q->lock);
+}
+
+#endif
