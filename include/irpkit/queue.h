@@ -134,6 +134,9 @@ typedef struct irpk_queue_config {
     size_t low_watermark;    /* must be < high_watermark */
     size_t log_capacity;     /* event log ring size in events; 0 = no log */
     int manual_timers;       /* 1: no timer thread; the owner calls irpk_queue_run_timers */
+    int untimed;             /* 1: do not read the clock per request (saves one clock read per
+                                submit; ages in info/dump read as time since queue creation;
+                                incompatible with aging_ns: create fails with INVAL) */
     irpk_dispatch_fn on_dispatch;  /* required unless MANUAL */
     irpk_complete_fn on_complete;  /* optional */
     irpk_notify_fn on_cancel;      /* optional: running request cancel/timeout notification */

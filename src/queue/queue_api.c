@@ -23,6 +23,7 @@ static int config_check(const irpk_queue_config *c)
     if ((c->mode == IRPK_QUEUE_PARALLEL || c->mode == IRPK_QUEUE_KEYED_SERIAL) && !c->max_parallel)
         return IRPK_QE_INVAL;
     if (c->high_watermark && c->low_watermark >= c->high_watermark) return IRPK_QE_INVAL;
+    if (c->untimed && c->aging_ns) return IRPK_QE_INVAL;
     if (c->mode == IRPK_QUEUE_KEYED_SERIAL && c->order != IRPK_ORDER_FIFO) return IRPK_QE_MODE;
     return 0;
 }

@@ -39,12 +39,14 @@ qreq *slot_alloc(irpk_queue *q)
     if (q->free_head == NO_SLOT && grow_slots(q) != 0) return NULL;
     qreq *r = slot_at(q, q->free_head);
     q->free_head = r->next_free;
-    uint64_t gen = r->gen;
-    uint32_t idx = r->idx;
-    *r = (qreq){0};
-    r->gen = gen;
-    r->idx = idx;
+    /* Reset what a previous occupant may have left; the rest is written before it is read. */
     r->state = RS_RESERVED;
+    r->cancel_req = r->acked = r->release_deferred = r->forwarded = 0;
+    r->pins = 0;
+    r->decided = 0;
+    r->status = 0;
+    r->lane = NULL;
+    r->og = NULL;
     r->heap_pos = NO_HEAP;
     ql_init(&r->link);
     ql_init(&r->age);
@@ -190,7 +192,7 @@ void publish(irpk_queue *q, qreq *r)
         r->og->refs--;
         ql_push_back(&r->og->reqs, &r->olink);
     }
-    r->t_submit = plat_now_ns();
+    r->t_submit = q->cfg.untimed ? q->t0 : plat_now_ns();
     q->n_submitted++;
     log_event(q, IRPK_EV_SUBMIT, req_handle(r), 0);
     if (r->deadline) heap_push(q, r);
@@ -462,11 +464,12 @@ bool in_own_callback(irpk_queue *q)
 
 void wake_word(volatile uint32_t *w, unsigned waiters)
 {
-    /* Bump (always: a waiter may sample the word before it registers) then wake, under the
-     * queue lock: a waiter samples *w under the same lock before dropping it to sleep, so it
-     * either sees the new value or is woken — no lost wake-up. */
+    /* Bump then wake, under the queue lock. A waiter registers (waiters++) and samples *w in
+     * the same lock hold before sleeping, so with waiters == 0 nobody can miss this change and
+     * the bump is skipped (it is on the per-request path). */
+    if (!waiters) return;
     plat_fetch_add32((volatile int32_t *)w, 1);
-    if (waiters) plat_wake(w, INT32_MAX);
+    plat_wake(w, INT32_MAX);
 }
 
 /* Callbacks run with the lock dropped; cb_active counts them for the lifetime barrier. */
@@ -590,7 +593,10 @@ static void deliver_op_done(irpk_queue *q)
     void *ctx = q->op_ctx;
     q->op = OP_NONE;
     q->op_done = NULL;
-    wake_word(&q->op_word, q->op_waiters);
+    /* Unconditional bump: a synchronous caller samples op_word before it registers as a
+     * waiter (its own flush may finish the operation in between). */
+    plat_fetch_add32((volatile int32_t *)&q->op_word, 1);
+    if (q->op_waiters) plat_wake(&q->op_word, INT32_MAX);
     if (!fn) return;
     call_begin(q);
     fn(q, ctx);
@@ -648,9 +654,8 @@ void flush(irpk_queue *q)
 
 /* ------------------------------------------------------------------ event log */
 
-void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h, int32_t status)
+void log_append(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h, int32_t status)
 {
-    if (!q->cfg.log_capacity) return;
     size_t cap = q->cfg.log_capacity;
     size_t at = (q->log_head + q->log_n) % cap;
     if (q->log_n == cap)

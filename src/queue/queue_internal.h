@@ -203,7 +203,12 @@ int timer_ensure(irpk_queue *q);
 int begin_op(irpk_queue *q, enum queue_op op, irpk_done_fn fn, void *ctx);
 bool in_own_callback(irpk_queue *q);
 void wake_word(volatile uint32_t *w, unsigned waiters);
-void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h, int32_t status);
+void log_append(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h, int32_t status);
+static inline void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h,
+                             int32_t status)
+{
+    if (q->cfg.log_capacity) log_append(q, t, h, status); /* inline test: off costs nothing */
+}
 
 /* Lock q and check it is usable; returns 0 with the lock held or an error without it. */
 int q_enter(irpk_queue *q);
