@@ -1,0 +1,177 @@
+/* Request queue under the race explorer: the platform's explore backend runs each scenario as
+ * fibers and a random chooser picks the interleaving at every lock, atomic and wait, so many
+ * distinct schedules of complete / cancel / deadline / stop / close are checked for the queue's
+ * invariants (exactly one completion, consistent outcomes, the lifetime barrier). */
+#include "platform/explore.h"
+#include "qtest.h"
+
+static struct {
+    irpk_queue *q;
+    irpk_req_handle h;
+    int completions, in_callback;
+    int32_t status;
+    int complete_rc, cancel_rc, timers_rc, retrieve_rc;
+} X;
+
+static void x_complete(irpk_queue *q, irpk_req_handle h, int32_t status, void *r, void *c)
+{
+    (void)q, (void)h, (void)r, (void)c;
+    X.in_callback = 1;
+    plat_yield(); /* a scheduling point inside the callback */
+    X.completions++;
+    X.status = status;
+    X.in_callback = 0;
+}
+
+static irpk_queue *x_queue(irpk_queue_mode mode, irpk_dispatch_fn d)
+{
+    irpk_queue_config c;
+    irpk_queue_config_init(&c);
+    c.mode = mode;
+    c.manual_timers = 1;
+    c.on_dispatch = d;
+    c.on_complete = x_complete;
+    irpk_queue *q = NULL;
+    if (irpk_queue_create(&c, &q)) plat_explore_fail("assert", "create failed");
+    return q;
+}
+
+static void expect(int cond, const char *what)
+{
+    if (!cond) plat_explore_fail("assert", what);
+}
+
+static void t_complete(void *a) { (void)a, X.complete_rc = irpk_req_complete(X.q, X.h, 7); }
+static void t_cancel(void *a) { (void)a, X.cancel_rc = irpk_req_cancel(X.q, X.h); }
+static void t_timers(void *a) { (void)a, X.timers_rc = irpk_queue_run_timers(X.q, 1000); }
+static void t_take_and_complete(void *a)
+{
+    (void)a;
+    irpk_req_handle got;
+    X.retrieve_rc = irpk_queue_retrieve(X.q, &got);
+    if (X.retrieve_rc == 0) X.complete_rc = irpk_req_complete(X.q, got, 7);
+}
+
+static void run3(plat_thread_fn a, plat_thread_fn b, plat_thread_fn c)
+{
+    plat_thread *t[3] = {plat_thread_start(a, NULL, "a", 0), plat_thread_start(b, NULL, "b", 0),
+                         plat_thread_start(c, NULL, "c", 0)};
+    for (int i = 0; i < 3; i++) plat_thread_join(t[i]);
+}
+
+/* A running request: its executor completes it while someone cancels and the deadline hits. */
+static void running_race(void *arg)
+{
+    (void)arg;
+    memset(&X, 0, sizeof X);
+    X.q = x_queue(IRPK_QUEUE_MANUAL, NULL);
+    irpk_req_opts o = {0, 0, 0, 1000};
+    irpk_queue_submit(X.q, &o, &X.h);
+    irpk_req_handle got;
+    irpk_queue_retrieve(X.q, &got);
+    run3(t_complete, t_cancel, t_timers);
+    expect(X.completions == 1, "not exactly one completion");
+    if (X.complete_rc == 0)
+        expect(X.status == 7 && X.timers_rc == 0, "executor's status lost");
+    else
+        expect(X.complete_rc == IRPK_REQ_OVERRIDDEN && X.status == IRPK_QS_TIMEDOUT &&
+                   X.timers_rc == 1, "deadline outcome inconsistent");
+    expect(X.cancel_rc == IRPK_CANCEL_REQUESTED || X.cancel_rc == IRPK_CANCEL_TOO_LATE,
+           "running request: bad cancel result");
+    irpk_queue_free(X.q);
+}
+
+/* A queued request: a worker takes and completes it while someone cancels and the deadline
+ * hits; exactly one of them decides. */
+static void queued_race(void *arg)
+{
+    (void)arg;
+    memset(&X, 0, sizeof X);
+    X.q = x_queue(IRPK_QUEUE_MANUAL, NULL);
+    irpk_req_opts o = {0, 0, 0, 1000};
+    irpk_queue_submit(X.q, &o, &X.h);
+    run3(t_take_and_complete, t_cancel, t_timers);
+    expect(X.completions == 1, "not exactly one completion");
+    if (X.cancel_rc == IRPK_CANCEL_REMOVED)
+        expect(X.status == IRPK_QS_CANCELLED && X.retrieve_rc == IRPK_QE_EMPTY, "cancel lost");
+    else if (X.retrieve_rc == IRPK_QE_EMPTY)
+        expect(X.status == IRPK_QS_TIMEDOUT && X.timers_rc == 1, "who ended it?");
+    else
+        expect(X.status == 7 || X.status == IRPK_QS_TIMEDOUT, "bad final status");
+    irpk_queue_free(X.q);
+}
+
+/* Lifetime barrier: a sequential queue whose handler hands requests to a worker thread; the
+ * main thread stops it synchronously and then closes it. After either returns, no callback
+ * may be running. */
+static irpk_req_handle handed;
+static void hand_off(irpk_queue *q, irpk_req_handle h, void *r, void *c)
+{
+    (void)q, (void)r, (void)c;
+    handed = h;
+}
+static void worker(void *a)
+{
+    (void)a;
+    while (!handed) plat_yield();
+    irpk_req_complete(X.q, handed, 1);
+}
+
+static void barrier_race(void *arg)
+{
+    (void)arg;
+    memset(&X, 0, sizeof X);
+    handed = 0;
+    X.q = x_queue(IRPK_QUEUE_SEQUENTIAL, hand_off);
+    irpk_req_opts o = {0};
+    irpk_queue_submit(X.q, &o, NULL);
+    irpk_queue_submit(X.q, &o, NULL);
+    plat_thread *w = plat_thread_start(worker, NULL, "worker", 0);
+    expect(irpk_queue_stop_sync(X.q) == 0, "stop_sync failed");
+    expect(!X.in_callback, "callback running after stop_sync returned");
+    expect(X.completions == 1, "stop returned before the running request completed");
+    plat_thread_join(w);
+    handed = 0;
+    expect(irpk_queue_close(X.q) == 0, "close failed");
+    expect(!X.in_callback, "callback running after close returned");
+    expect(X.completions == 2, "close left a request behind");
+    irpk_queue_free(X.q);
+}
+
+static int choose_random(void *ctx, const plat_explore_decision *d)
+{
+    return (int)(irpk_test_rand(ctx) % d->n);
+}
+
+static void explore(plat_thread_fn scenario, long runs)
+{
+    uint64_t seed = 12345;
+    long failures = 0;
+    uint64_t distinct_hint = 0;
+    for (long i = 0; i < runs; i++) {
+        plat_explore_config cfg = {scenario, NULL, choose_random, &seed, 2, 200000, false};
+        plat_explore_outcome out;
+        plat_explore_run(&cfg, &out);
+        distinct_hint ^= out.hash;
+        if (out.status != PLAT_EXO_OK && failures++ < 3)
+            irpk_test_fail(__FILE__, __LINE__, "run %ld: status %d %s: %s", i, (int)out.status,
+                           out.what, out.detail);
+    }
+    CHECK_EQ(failures, 0);
+    CHECK(distinct_hint != 0);
+}
+
+TEST(explore_running_request_complete_cancel_deadline)
+{
+    explore(running_race, irpk_test_scale(3000));
+}
+
+TEST(explore_queued_request_retrieve_cancel_deadline)
+{
+    explore(queued_race, irpk_test_scale(3000));
+}
+
+TEST(explore_stop_sync_and_close_are_lifetime_barriers)
+{
+    explore(barrier_race, irpk_test_scale(2000));
+}
