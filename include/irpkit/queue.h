@@ -133,6 +133,9 @@ typedef struct irpk_queue_config {
     size_t high_watermark;   /* 0 = no watermark notifications */
     size_t low_watermark;    /* must be < high_watermark */
     size_t log_capacity;     /* event log ring size in events; 0 = no log */
+    int in_order_completion; /* 1: completion callbacks of dispatched requests run in dispatch
+                                order (a reorder buffer for PARALLEL / KEYED_SERIAL / MANUAL);
+                                requests that end while queued are delivered at once */
     int manual_timers;       /* 1: no timer thread; the owner calls irpk_queue_run_timers */
     int untimed;             /* 1: do not read the clock per request (saves one clock read per
                                 submit; ages in info/dump read as time since queue creation;

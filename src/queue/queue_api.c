@@ -48,6 +48,7 @@ int irpk_queue_create(const irpk_queue_config *c, irpk_queue **out)
     ql_init(&q->fifo);
     ql_init(&q->ready_lanes);
     ql_init(&q->running);
+    ql_init(&q->dispatch_order);
     ql_init(&q->age);
     q->rng = 0x9e3779b9u;
     q->t0 = plat_now_ns();
@@ -246,6 +247,7 @@ static int forward_detach(irpk_queue *q, irpk_req_handle h)
         executor_release(q, r, IRPK_QS_CANCELLED);
         rc = IRPK_REQ_OVERRIDDEN;
     } else if (!rc) {
+        order_leave(q, r);
         stop_running(q, r);
         r->forwarded = 1;
         q->n_fwd++;

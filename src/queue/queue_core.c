@@ -51,6 +51,8 @@ qreq *slot_alloc(irpk_queue *q)
     ql_init(&r->link);
     ql_init(&r->age);
     ql_init(&r->olink);
+    ql_init(&r->order);
+    r->held = 0;
     q->live++;
     return r;
 }
@@ -305,6 +307,7 @@ void start_running(irpk_queue *q, qreq *r)
     if (q->cfg.order == IRPK_ORDER_ELEVATOR) q->cursor = r->tn.key + 1; /* UINT64_MAX wraps to 0 */
     r->state = RS_RUNNING;
     ql_push_back(&q->running, &r->link);
+    if (q->cfg.in_order_completion) ql_push_back(&q->dispatch_order, &r->order);
     q->running_n++;
     log_event(q, IRPK_EV_DISPATCH, req_handle(r), 0);
 }
@@ -355,6 +358,37 @@ static void push_done(irpk_queue *q, qreq *r)
     q->done_tail = r;
 }
 
+/* In-order completion (config.in_order_completion): dispatched requests sit on
+ * dispatch_order; a released one is held until every request dispatched before it has been
+ * released or has left (requeue, forward). The head of the list is therefore never held. */
+static void order_advance(irpk_queue *q)
+{
+    while (!ql_empty(&q->dispatch_order)) {
+        qreq *h = QL_ENTRY(q->dispatch_order.next, qreq, order);
+        if (!h->held) return;
+        ql_remove(&h->order);
+        h->held = 0;
+        push_done(q, h);
+    }
+}
+
+static void deliver_in_order(irpk_queue *q, qreq *r)
+{
+    if (!ql_linked(&r->order)) {
+        push_done(q, r); /* never dispatched (or not ordered): deliver at once */
+        return;
+    }
+    r->held = 1;
+    order_advance(q);
+}
+
+void order_leave(irpk_queue *q, qreq *r)
+{
+    if (!ql_linked(&r->order)) return;
+    ql_remove(&r->order);
+    order_advance(q);
+}
+
 /* r is decided and no longer queued or running: detach it and schedule its completion. */
 void release(irpk_queue *q, qreq *r)
 {
@@ -371,7 +405,7 @@ void release(irpk_queue *q, qreq *r)
     } else if (r->forwarded) {
         slot_free(q, r);
     } else {
-        push_done(q, r);
+        deliver_in_order(q, r);
     }
 }
 
@@ -393,6 +427,7 @@ int executor_requeue(irpk_queue *q, qreq *r)
         return IRPK_REQ_OVERRIDDEN;
     }
     if (r->lane) r->lane->refs++; /* stop_running may otherwise free the now idle, empty lane */
+    order_leave(q, r);            /* it will be dispatched (and ordered) again */
     stop_running(q, r);
     r->state = RS_QUEUED;
     log_event(q, IRPK_EV_REQUEUE, req_handle(r), 0);
@@ -492,7 +527,7 @@ static void unpin(irpk_queue *q, qreq *r)
     if (r->forwarded)
         slot_free(q, r);
     else
-        push_done(q, r);
+        deliver_in_order(q, r);
 }
 
 static void deliver_completion(irpk_queue *q)

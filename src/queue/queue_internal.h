@@ -77,6 +77,8 @@ typedef struct qreq {
     qlink link;              /* pending FIFO, lane FIFO, or running list */
     qlink age;               /* queue-wide list of queued requests, oldest first */
     qlink olink;             /* owner group list */
+    qlink order;             /* dispatch_order (in-order completion) */
+    uint8_t held;            /* released, waiting for earlier dispatches (in-order completion) */
     tnode tn;                /* keyed orders */
     size_t heap_pos;         /* index in the deadline heap or NO_HEAP */
     qlane *lane;
@@ -127,6 +129,7 @@ struct irpk_queue {
 
     tnode *owners;
     qlink running;
+    qlink dispatch_order; /* in_order_completion: dispatched requests, dispatch order */
     qlink age;
     size_t queued, running_n, acked_n, live, reserved;
 
@@ -183,6 +186,7 @@ qreq *pend_pick(irpk_queue *q);
 qreq *pend_pick_key(irpk_queue *q, uint64_t key);
 void start_running(irpk_queue *q, qreq *r);
 void stop_running(irpk_queue *q, qreq *r);
+void order_leave(irpk_queue *q, qreq *r);
 void tree_rekey(irpk_queue *q, qreq *r, uint64_t key);
 
 bool decide(qreq *r, int32_t status);

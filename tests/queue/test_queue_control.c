@@ -392,3 +392,46 @@ TEST(dump_explains_what_is_stuck)
     irpk_req_complete(q, a, 0);
     irpk_queue_free(q);
 }
+
+/* --------------------------------------------------------------- in-order completion */
+
+TEST(in_order_completion_delivers_in_dispatch_order)
+{
+    rec r;
+    memset(&r, 0, sizeof r);
+    irpk_queue_config c;
+    irpk_queue_config_init(&c);
+    c.mode = IRPK_QUEUE_PARALLEL;
+    c.max_parallel = 3;
+    c.in_order_completion = 1;
+    c.on_dispatch = rec_dispatch;
+    c.on_complete = rec_complete;
+    c.ctx = &r;
+    irpk_queue *q;
+    REQUIRE(irpk_queue_create(&c, &q) == 0);
+    irpk_req_handle a = submit_ctx(q, NULL), b = submit_ctx(q, NULL), d = submit_ctx(q, NULL);
+    CHECK_EQ(irpk_queue_stop(q, NULL, NULL), 0);
+    irpk_req_handle e = submit_ctx(q, NULL); /* queued: the queue is stopped */
+    CHECK_EQ(irpk_req_complete(q, d, 3), 0);
+    CHECK_EQ(irpk_req_complete(q, b, 2), 0);
+    CHECK_EQ(r.ncomplete, 0); /* held behind a */
+    CHECK_EQ(irpk_req_cancel(q, e), IRPK_CANCEL_REMOVED);
+    CHECK_EQ(r.ncomplete, 1); /* never dispatched: not ordered */
+    CHECK_EQ(r.completed[0], e);
+    CHECK_EQ(irpk_req_complete(q, a, 1), 0);
+    CHECK_EQ(r.ncomplete, 4);
+    CHECK_EQ(r.completed[1], a);
+    CHECK_EQ(r.completed[2], b);
+    CHECK_EQ(r.completed[3], d);
+    CHECK_EQ(irpk_queue_start(q), 0);
+    /* A requeued head leaves the order: what waited behind it is delivered. */
+    irpk_req_handle f = submit_ctx(q, NULL), g = submit_ctx(q, NULL);
+    CHECK_EQ(irpk_req_complete(q, g, 0), 0);
+    CHECK_EQ(r.ncomplete, 4);
+    CHECK_EQ(irpk_req_requeue(q, f), 0); /* dispatched again at once, now after g */
+    CHECK_EQ(r.ncomplete, 5);
+    CHECK_EQ(r.completed[4], g);
+    CHECK_EQ(irpk_req_complete(q, f, 0), 0);
+    CHECK_EQ(r.completed[5], f);
+    irpk_queue_free(q);
+}
