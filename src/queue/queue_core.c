@@ -85,6 +85,16 @@ qreq *req_lookup(irpk_queue *q, irpk_req_handle h, bool *gone)
 
 /* ------------------------------------------------------------------ lanes and owner groups */
 
+/* Treap priorities: xorshift32, seeded per queue, so runs are reproducible (explorer replay). */
+static uint32_t next_prio(irpk_queue *q)
+{
+    uint32_t x = q->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return q->rng = x;
+}
+
 qlane *lane_get(irpk_queue *q, uint64_t key)
 {
     tnode *n = tn_find(q->lanes, key);
@@ -92,7 +102,7 @@ qlane *lane_get(irpk_queue *q, uint64_t key)
     qlane *l = plat_calloc(1, sizeof *l);
     if (!l) return NULL;
     l->tn.key = key;
-    l->tn.prio = q->rng = q->rng * 1103515245u + 12345u;
+    l->tn.prio = next_prio(q);
     ql_init(&l->reqs);
     ql_init(&l->ready);
     tn_insert(&q->lanes, &l->tn);
@@ -125,7 +135,7 @@ qowner *owner_get(irpk_queue *q, uint64_t owner)
     qowner *o = plat_calloc(1, sizeof *o);
     if (!o) return NULL;
     o->tn.key = owner;
-    o->tn.prio = q->rng = q->rng * 1103515245u + 12345u;
+    o->tn.prio = next_prio(q);
     ql_init(&o->reqs);
     tn_insert(&q->owners, &o->tn);
     return o;
@@ -244,7 +254,7 @@ void pend_insert(irpk_queue *q, qreq *r, bool head)
             r->tn.key = effective_key(q, r);
             r->tn.seq = ++q->seq;
         } /* head: keep the original (key, seq), i.e. its place before later equal keys */
-        r->tn.prio = q->rng = q->rng * 1103515245u + 12345u;
+        r->tn.prio = next_prio(q);
         tn_insert(&q->tree, &r->tn);
     }
     if (head)

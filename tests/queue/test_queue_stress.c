@@ -107,7 +107,7 @@ static void controller(void *arg)
     }
 }
 
-static void run_stress(irpk_queue_mode mode, unsigned par)
+static void run_stress(irpk_queue_mode mode, unsigned par, int in_order)
 {
     memset(&S, 0, sizeof S);
     S.per_producer = irpk_test_scale(200000);
@@ -120,6 +120,7 @@ static void run_stress(irpk_queue_mode mode, unsigned par)
     c.on_dispatch = on_dispatch;
     c.on_complete = on_complete;
     c.on_stop = on_stop;
+    c.in_order_completion = in_order;
     REQUIRE(irpk_queue_create(&c, &S.q) == 0);
     plat_thread *t[4];
     t[0] = plat_thread_start(completer, NULL, "completer", 0);
@@ -151,15 +152,20 @@ static void run_stress(irpk_queue_mode mode, unsigned par)
 
 TEST(stress_parallel_two_producers_exactly_once)
 {
-    run_stress(IRPK_QUEUE_PARALLEL, 2);
+    run_stress(IRPK_QUEUE_PARALLEL, 2, 0);
 }
 
 TEST(stress_sequential_two_producers_exactly_once)
 {
-    run_stress(IRPK_QUEUE_SEQUENTIAL, 1);
+    run_stress(IRPK_QUEUE_SEQUENTIAL, 1, 0);
 }
 
 TEST(stress_keyed_serial_two_producers_exactly_once)
 {
-    run_stress(IRPK_QUEUE_KEYED_SERIAL, 3);
+    run_stress(IRPK_QUEUE_KEYED_SERIAL, 3, 0);
+}
+
+TEST(stress_parallel_in_order_completion_exactly_once)
+{
+    run_stress(IRPK_QUEUE_PARALLEL, 2, 1);
 }
