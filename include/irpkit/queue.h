@@ -169,7 +169,9 @@ void irpk_queue_config_init(irpk_queue_config *c);
 int irpk_queue_create(const irpk_queue_config *c, irpk_queue **out);
 
 /* Close: stop accepting, cancel every queued request, tell running ones (on_cancel) and wait
- * until all have completed and no callback of q is running; then stop the timer thread. Every
+ * until their executors have completed them and no callback of q is running (a running request
+ * nobody completes keeps close waiting: irpk_queue_dump shows it); then stop the timer thread,
+ * and waits for a pending stop/drain/purge first. Every
  * later call on q fails with IRPK_QE_CLOSED (irpk_queue_free excepted). Errors: INVAL, BUSY (from
  * one of q's callbacks), CLOSED (closed already). */
 int irpk_queue_close(irpk_queue *q);
@@ -227,8 +229,9 @@ int irpk_queue_retrieve_key(irpk_queue *q, uint64_t k, irpk_req_handle *out);
 /* Cancel one request. Returns an irpk_cancel_result (>= 0) or INVAL / CLOSED. */
 int irpk_req_cancel(irpk_queue *q, irpk_req_handle h);
 
-/* irpk_req_cancel, then wait until the request's completion callback has returned. Returns
- * the cancel result; errors INVAL, CLOSED, BUSY (from q's callback). */
+/* irpk_req_cancel, then wait until the request's completion callback has returned (for a
+ * RUNNING request: until its executor has completed it). Returns the cancel result; errors
+ * INVAL, CLOSED, BUSY (from q's callback). */
 int irpk_req_cancel_wait(irpk_queue *q, irpk_req_handle h);
 
 /* Cancel every request with this owner tag in O(k): queued ones are removed, running ones
