@@ -247,3 +247,43 @@ TEST(handles_stay_valid_across_slot_table_growth)
     CHECK_EQ(r.ncomplete, N);
     irpk_queue_free(q);
 }
+
+TEST(allocation_failures_return_nomem_and_change_nothing)
+{
+    rec r;
+    irpk_queue_config c;
+    irpk_queue_config_init(&c);
+    c.on_dispatch = rec_dispatch;
+    irpk_queue *q = NULL;
+    plat_fail_allocs(1);
+    CHECK_EQ(irpk_queue_create(&c, &q), IRPK_QE_NOMEM);
+    CHECK(q == NULL);
+
+    q = rec_queue(&r, IRPK_QUEUE_KEYED_SERIAL, IRPK_ORDER_FIFO, 2);
+    REQUIRE(q);
+    irpk_req_opts o = {0, 5, 9, 0};
+    irpk_req_handle h = 0;
+    plat_fail_allocs(1); /* the slot table's first chunk */
+    CHECK_EQ(irpk_queue_submit(q, &o, &h), IRPK_QE_NOMEM);
+    CHECK_EQ(irpk_queue_submit(q, &o, &h), 0); /* table, lane 5, owner 9 now exist */
+    o.key = 6;
+    plat_fail_allocs(1); /* lane 6 */
+    CHECK_EQ(irpk_queue_submit(q, &o, NULL), IRPK_QE_NOMEM);
+    o.owner = 10;
+    o.key = 5;
+    plat_fail_allocs(1); /* owner group 10 */
+    CHECK_EQ(irpk_queue_submit(q, &o, NULL), IRPK_QE_NOMEM);
+    o.owner = 0;
+    o.deadline_ns = 1;
+    plat_fail_allocs(1); /* deadline heap */
+    CHECK_EQ(irpk_queue_submit(q, &o, NULL), IRPK_QE_NOMEM);
+    irpk_queue_stats s;
+    irpk_queue_stats_get(q, &s);
+    CHECK_EQ(s.submitted, 1);
+    CHECK_EQ(s.live, 1);
+    CHECK_EQ(r.ndispatch, 1);
+    CHECK_EQ(irpk_req_complete(q, h, 0), 0);
+    irpk_req_handle found[2];
+    CHECK_EQ(irpk_queue_find_owner(q, 10, found, 2), 0);
+    irpk_queue_free(q);
+}
