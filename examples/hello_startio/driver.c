@@ -49,8 +49,12 @@ static VOID HelloDeviceDone(PDEVICE_OBJECT fdo)
     PIRP Irp = ext->ActiveIrp;
     ext->ActiveIrp = NULL;
     HelloFillAndSucceed(Irp);
-    IoCompleteRequest(Irp, IO_NO_INCREMENT);
+    /* Start the next packet *before* completing this one: IoCompleteRequest does not clear
+     * CurrentIrp, and once completed the IRP's memory may be reused for a new request. A
+     * cancel routine comparing `fdo->CurrentIrp == Irp` would then take that new, still queued
+     * IRP for the current one and complete it while it stays in the device queue. */
     IoStartNextPacket(fdo, TRUE);
+    IoCompleteRequest(Irp, IO_NO_INCREMENT);
 }
 
 static VOID HelloTimerDpc(PKDPC Dpc, PVOID DeferredContext, PVOID Arg1, PVOID Arg2)

@@ -2,6 +2,7 @@
 #include "io/io.h"
 #include "irpkit/runtime.h"
 #include "trace/trace.h"
+#include "verify/hooks.h"
 
 #define STARTIO_REQUEST_BITS (DOE_STARTIO_REQUESTED | DOE_STARTIO_REQUESTED_BYKEY)
 #define STARTIO_RECORDED_BITS (STARTIO_REQUEST_BITS | DOE_STARTIO_CANCELABLE)
@@ -52,7 +53,9 @@ void io_call_startio(PDEVICE_OBJECT dev, PIRP irp)
     note_depth(io_dev_priv(dev), depth);
     plat_fetch_add32(&io_dev_priv(dev)->startio_calls, 1);
     trace_emit(TRACE_BEGIN, "StartIo", id, (uint8_t)depth, "depth %d", depth);
+    int vf = vrf_on() ? vrf_startio_enter(dev, irp) : -1; /* StartIoRecursion, queue-stall state */
     dev->DriverObject->DriverStartIo(dev, irp);
+    if (vf != -1) vrf_startio_exit(vf, dev);
     trace_emit(TRACE_END, "StartIo", id, (uint8_t)depth, "returns");
     t->startio_depth--;
 }
@@ -131,6 +134,10 @@ static void start_next_now(PDEVICE_OBJECT dev, BOOLEAN cancelable, bool bykey, U
         return;
     }
     PIRP irp = CONTAINING_RECORD(e, IRP, Tail.Overlay.DeviceQueueEntry);
+    if (!io_irp_check_usable(irp, "IoStartNextPacket (a freed IRP was still in the device queue)")) {
+        if (cancelable) IoReleaseCancelSpinLock(cancel_irql);
+        return; /* never hand a dead IRP to StartIo */
+    }
     /* Our reference, taken while nobody else can complete the IRP (it is neither queued nor
      * current yet), keeps it valid through StartIo. */
     io_irp_ref(irp);
@@ -148,6 +155,7 @@ static void start_next_now(PDEVICE_OBJECT dev, BOOLEAN cancelable, bool bykey, U
 VOID IoStartNextPacket(PDEVICE_OBJECT DeviceObject, BOOLEAN Cancelable)
 {
     plat_point("IoStartNextPacket", DeviceObject);
+    if (vrf_on()) vrf_start_next(DeviceObject); /* SpinLockSafe; the queue moves on */
     trace_emit(TRACE_INSTANT, "IoStartNextPacket", 0, (uint8_t)io_startio_depth(), "%s",
                Cancelable ? "cancelable" : "not cancelable");
     if (DeviceObject->DeviceObjectExtension->StartIoFlags & DOE_STARTIO_DEFERRED)
@@ -160,6 +168,7 @@ VOID IoStartNextPacket(PDEVICE_OBJECT DeviceObject, BOOLEAN Cancelable)
 VOID IoStartNextPacketByKey(PDEVICE_OBJECT DeviceObject, BOOLEAN Cancelable, ULONG Key)
 {
     plat_point("IoStartNextPacketByKey", DeviceObject);
+    if (vrf_on()) vrf_start_next(DeviceObject);
     trace_emit(TRACE_INSTANT, "IoStartNextPacket", 0, (uint8_t)io_startio_depth(), "by key %u",
                (unsigned)Key);
     if (DeviceObject->DeviceObjectExtension->StartIoFlags & DOE_STARTIO_DEFERRED)
@@ -215,6 +224,7 @@ static void queued_busy(PDEVICE_OBJECT dev, PIRP irp, PDRIVER_CANCEL cancel, KIR
 VOID IoStartPacket(PDEVICE_OBJECT DeviceObject, PIRP Irp, PULONG Key, PDRIVER_CANCEL CancelFunction)
 {
     plat_point("IoStartPacket", Irp);
+    if (vrf_on()) vrf_start_packet(DeviceObject, Irp); /* published: IoMarkIrpPending too late now */
     KIRQL old, cancel_irql = PASSIVE_LEVEL;
     KeRaiseIrql(DISPATCH_LEVEL, &old);
     /* Held until we return: the IRP may be dequeued and completed by another thread as soon as
