@@ -92,6 +92,7 @@ void fx_teardown(void)
     IoDeleteDevice(fx.dev);
     CHECK_EQ(io_unload_driver(drv), 0);
     CHECK_EQ(irpk_report_count(), 0); /* tests that provoke reports clear them */
+    if (irpk_report_count()) fprintf(stderr, "  first report: %s\n", irpk_report_text(0));
     CHECK_EQ(io_irps_live(), 0);
 }
 

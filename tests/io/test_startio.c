@@ -367,16 +367,16 @@ static LONG seen_key;
 
 static void plain_then_bykey7(PDEVICE_OBJECT dev, PIRP irp)
 {
-    UNREFERENCED_PARAMETER(irp);
     if (fx.n_startio != 1) return;
+    IoCompleteRequest(irp, IO_NO_INCREMENT); /* done with it: start others */
     IoStartNextPacket(dev, FALSE);
     IoStartNextPacketByKey(dev, FALSE, 7);
 }
 
 static void bykey7_then_plain(PDEVICE_OBJECT dev, PIRP irp)
 {
-    UNREFERENCED_PARAMETER(irp);
     if (fx.n_startio != 1) return;
+    IoCompleteRequest(irp, IO_NO_INCREMENT); /* done with it: start others */
     IoStartNextPacketByKey(dev, FALSE, 7);
     IoStartNextPacket(dev, FALSE);
     seen_flags = dev->DeviceObjectExtension->StartIoFlags;
@@ -413,8 +413,9 @@ TEST(t40_deferred_bykey_wins_and_key_is_last_writer)
 
 static void nested_false_then_true(PDEVICE_OBJECT dev, PIRP irp)
 {
-    UNREFERENCED_PARAMETER(irp);
     if (fx.n_startio != 1) return;
+    IoSetCancelRoutine(irp, NULL); /* started non-cancelable: our routine is still armed */
+    IoCompleteRequest(irp, IO_NO_INCREMENT);
     IoStartNextPacket(dev, FALSE);
     IoStartNextPacket(dev, TRUE);
 }
@@ -431,7 +432,6 @@ TEST(t41_deferred_cancelable_accumulates)
     CHECK(fx.startio[0].cancel_routine == fx_cancel); /* outer call not cancelable */
     CHECK(fx.startio[1].cancel_routine == NULL);      /* dequeued under the cancel lock */
     fx.startio_action = NULL;
-    IoSetCancelRoutine(irps[0], NULL);
     drain();
     free_all(irps, 2);
     IoFreeIrp(i0);
@@ -440,8 +440,9 @@ TEST(t41_deferred_cancelable_accumulates)
 
 static void bykey7_noncancelable(PDEVICE_OBJECT dev, PIRP irp)
 {
-    UNREFERENCED_PARAMETER(irp);
-    if (fx.n_startio == 1) IoStartNextPacketByKey(dev, FALSE, 7);
+    if (fx.n_startio != 1) return;
+    IoCompleteRequest(irp, IO_NO_INCREMENT);
+    IoStartNextPacketByKey(dev, FALSE, 7);
 }
 
 static KEVENT dpc_done;
