@@ -262,9 +262,10 @@ typedef struct _IO_STACK_LOCATION {
 
 /* =========================================================================== IRP */
 
-/* Words of irpkit-private per-IRP state (reference count, id, shadow state, recent history);
- * part of IoSizeOfIrp so IoInitializeIrp works on driver-provided memory. */
-#define IRPK_IRP_PRIVATE_WORDS 24
+/* Words of irpkit-private per-IRP state (reference count, id, shadow state, recent history
+ * with the routine context of each step); part of IoSizeOfIrp so IoInitializeIrp works on
+ * driver-provided memory. */
+#define IRPK_IRP_PRIVATE_WORDS 32
 
 typedef struct _IRP {
     CSHORT Type; /* IO_TYPE_IRP; 0 after IoFreeIrp */

@@ -1,6 +1,7 @@
 /* IoCallDriver, IoMarkIrpPending and IoCompleteRequest (NT_SEMANTICS.md §6.2–6.4). */
 #include "io/io.h"
 #include "trace/trace.h"
+#include "verify/hooks.h"
 
 static io_handoff_fn handoff;
 
@@ -41,12 +42,14 @@ NTSTATUS IofCallDriver(PDEVICE_OBJECT DeviceObject, PIRP Irp)
     plat_point("IoCallDriver", Irp);
     if (!io_irp_check_usable(Irp, "IoCallDriver")) return STATUS_INVALID_PARAMETER;
     if (Irp->CurrentLocation <= 1) {
-        char hist[2048];
-        irpk_bugcheck_raise(IRPK_BUGCHECK_NO_MORE_IRP_STACK_LOCATIONS, (uintptr_t)Irp, 0, 0, 0,
-                            "IoCallDriver on IRP#%u with no stack location left (StackCount %d): "
-                            "the IRP was allocated with too few locations for this device stack. "
-                            "The call is refused.\nRecent history:\n%s",
-                            io_irp_id(Irp), Irp->StackCount, io_irp_history(Irp, hist, sizeof hist));
+        vrf_report(IRPK_BUGCHECK_NO_MORE_IRP_STACK_LOCATIONS, (uintptr_t)Irp, 0, 0, 0, Irp, DeviceObject,
+                   NULL,
+                   "allocate IRPs with at least DeviceObject->StackSize locations (plus one for "
+                   "your own completion routine when you reuse the IRP above the target).",
+                   "IoCallDriver on IRP#%u with no stack location left (StackCount %d): the IRP "
+                   "was allocated with too few locations for this device stack. The call is "
+                   "refused.",
+                   io_irp_id(Irp), Irp->StackCount);
         return STATUS_INVALID_DEVICE_REQUEST;
     }
     IoSetNextIrpStackLocation(Irp);
@@ -63,7 +66,11 @@ NTSTATUS IofCallDriver(PDEVICE_OBJECT DeviceObject, PIRP Irp)
         return STATUS_INVALID_DEVICE_REQUEST;
     }
     trace_emit(TRACE_BEGIN, "Dispatch", id, (uint8_t)io_startio_depth(), "%s", major_name(mj));
+    /* Verifier: the dispatch frame collects what the routine does with the IRP; its return
+     * checks pending flag vs status vs completion, IRQL and held locks. */
+    int vf = vrf_on() ? vrf_dispatch_enter(DeviceObject, Irp, (const void *)(uintptr_t)fn) : -1;
     NTSTATUS st = fn(DeviceObject, Irp);
+    if (vf != -1) vrf_dispatch_exit(vf, st);
     /* The IRP may be gone now: only the saved id is used. */
     trace_emit(TRACE_END, "Dispatch", id, (uint8_t)io_startio_depth(), "returns 0x%08X%s",
                (unsigned)st, st == STATUS_PENDING ? " (STATUS_PENDING)" : "");
@@ -75,6 +82,7 @@ VOID IoMarkIrpPending(PIRP Irp)
     plat_point("IoMarkIrpPending", Irp);
     IoGetCurrentIrpStackLocation(Irp)->Control |= SL_PENDING_RETURNED;
     io_irp_mark(Irp, IO_STEP_MARK_PENDING);
+    if (vrf_on()) vrf_mark_pending(Irp); /* MarkingQueuedIrps, and for the return checks */
 }
 
 /* ---- completion */
@@ -83,13 +91,13 @@ static bool completion_allowed(PIRP irp)
 {
     if (!io_irp_check_usable(irp, "IoCompleteRequest")) return false;
     if (irp->CurrentLocation <= irp->StackCount + 1) return true;
-    char hist[2048];
-    irpk_bugcheck_raise(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS, (uintptr_t)irp, 0, 0, 0,
-                        "IoCompleteRequest on IRP#%u, which was already completed "
-                        "(CurrentLocation %d > StackCount+1 = %d). The second completion is "
-                        "ignored.\nRecent history:\n%s",
-                        io_irp_id(irp), irp->CurrentLocation, irp->StackCount + 1,
-                        io_irp_history(irp, hist, sizeof hist));
+    vrf_report(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS, (uintptr_t)irp, 0, 0, 0, irp, NULL, NULL,
+               "exactly one path may complete an IRP: whoever wins IoSetCancelRoutine(Irp, NULL) "
+               "(non-NULL result) or the cancel routine, never both; see the two 'completed' "
+               "steps in the history.",
+               "IoCompleteRequest on IRP#%u, which was already completed (CurrentLocation %d > "
+               "StackCount+1 = %d). The second completion is ignored.",
+               io_irp_id(irp), irp->CurrentLocation, irp->StackCount + 1);
     return false;
 }
 
@@ -115,7 +123,9 @@ static bool invoke_completion(PIRP irp, PIO_STACK_LOCATION sl)
     io_irp_mark(irp, IO_STEP_COMPLETION_ROUTINE);
     trace_emit(TRACE_BEGIN, "completion", id, (uint8_t)io_startio_depth(), "routine for %ls",
                dev ? io_dev_priv(dev)->name : L"the originator");
+    int vf = vrf_on() ? vrf_completion_enter(irp, dev, (const void *)(uintptr_t)sl->CompletionRoutine) : -1;
     NTSTATUS st = sl->CompletionRoutine(dev, irp, sl->Context);
+    if (vf != -1) vrf_completion_exit(vf, irp, st); /* 0x228: PendingReturned not propagated */
     bool more = st == STATUS_MORE_PROCESSING_REQUIRED;
     trace_emit(TRACE_END, "completion", id, (uint8_t)io_startio_depth(), "%s",
                more ? "returns STATUS_MORE_PROCESSING_REQUIRED" : "returns");
@@ -167,6 +177,9 @@ VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost)
 {
     plat_point("IoCompleteRequest", Irp);
     if (!completion_allowed(Irp)) return;
+    /* Verifier: completion checks (status, IRQL, spin locks, cancel routine, owner); FALSE
+     * means the completion is refused (the IRP is still owned by a lower driver). */
+    if (vrf_on() && !vrf_complete(Irp)) return;
     io_irp_step(Irp, IO_STEP_COMPLETE, " status 0x%08X", (unsigned)Irp->IoStatus.Status);
     if (!unwind_stack(Irp)) return;
     if (Irp->Flags & IRP_ASSOCIATED_IRP) {

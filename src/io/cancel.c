@@ -1,6 +1,7 @@
 /* The cancel spin lock, IoSetCancelRoutine and IoCancelIrp (NT_SEMANTICS.md §4). */
 #include "io/io.h"
 #include "trace/trace.h"
+#include "verify/hooks.h"
 
 /* One global lock, a KSPIN_LOCK so IRQL rules and held-lock tracking apply to it. */
 KSPIN_LOCK io_cancel_lock;
@@ -27,12 +28,20 @@ VOID IoAcquireCancelSpinLock(PKIRQL Irql)
 
 VOID IoReleaseCancelSpinLock(KIRQL Irql)
 {
+    /* Verifier: this thread's matching acquire was refused as a self-deadlock; the outer
+     * acquisition still owns the lock, so only the IRQL is restored. */
+    if (vrf_on() && vrf_spin_is_refused(&io_cancel_lock)) {
+        KeReleaseSpinLock(&io_cancel_lock, Irql);
+        return;
+    }
     if (!io_cancel_lock_held_by_me()) {
-        irpk_bugcheck_raise(IRPK_BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, 0x1002,
-                            (uintptr_t)&io_cancel_lock, 0, 0,
-                            "VERIFIER CancelSpinlockRelease: IoReleaseCancelSpinLock by a thread "
-                            "that does not hold the cancel spin lock (released twice, or never "
-                            "acquired). The release is ignored.");
+        vrf_report(IRPK_BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, 0x1002, (uintptr_t)&io_cancel_lock,
+                   0, 0, NULL, NULL, "CancelSpinlockRelease",
+                   "pair every IoReleaseCancelSpinLock with one IoAcquireCancelSpinLock on the "
+                   "same thread (a cancel routine releases the lock it was called with exactly "
+                   "once).",
+                   "IoReleaseCancelSpinLock by a thread that does not hold the cancel spin lock "
+                   "(released twice, or never acquired). The release is ignored.");
         return;
     }
     plat_store_ptr(&cancel_owner, NULL);
@@ -58,16 +67,21 @@ void io_call_cancel_routine(PDEVICE_OBJECT dev, PIRP irp, PDRIVER_CANCEL routine
     io_irp_step(irp, IO_STEP_CANCEL_ROUTINE, " (from %s)", who);
     plat_point("CancelRoutine", irp);
     trace_emit(TRACE_BEGIN, "cancel routine", id, (uint8_t)io_startio_depth(), "called by %s", who);
+    int vf = vrf_on() ? vrf_cancel_enter(dev, irp, (const void *)(uintptr_t)routine) : -1;
     routine(dev, irp);
     trace_emit(TRACE_END, "cancel routine", id, (uint8_t)io_startio_depth(), "returns");
-    if (!io_cancel_lock_held_by_me()) return;
-    irpk_bugcheck_raise(IRPK_BUGCHECK_DRIVER_RETURNED_HOLDING_CANCEL_LOCK, (uintptr_t)routine,
-                        (uintptr_t)irp, 0, 0,
-                        "The cancel routine for IRP#%u returned holding the cancel spin lock. "
-                        "Every cancel routine must call IoReleaseCancelSpinLock(Irp->CancelIrql). "
-                        "irpkit released it so the process can go on.",
-                        id);
-    IoReleaseCancelSpinLock(irql);
+    if (io_cancel_lock_held_by_me()) {
+        vrf_report(IRPK_BUGCHECK_DRIVER_RETURNED_HOLDING_CANCEL_LOCK, (uintptr_t)routine, (uintptr_t)irp,
+                   0, 0, irp, dev, NULL,
+                   "every cancel routine must call IoReleaseCancelSpinLock(Irp->CancelIrql) on "
+                   "every path before it returns (R9: otherwise every later cancel spins forever).",
+                   "The cancel routine for IRP#%u returned holding the cancel spin lock. irpkit "
+                   "released it so the process can go on.",
+                   id);
+        IoReleaseCancelSpinLock(irql);
+    }
+    /* Verifier: other spin locks left held, IRQL ≠ CancelIrql on return. */
+    if (vf != -1) vrf_cancel_exit(vf, irp, irql);
 }
 
 /* A reference for the whole call, taken only while the IRP is still alive (refs > 0). */
@@ -81,14 +95,14 @@ static bool try_ref(PIRP irp)
 
 static void report_cancel_of_completed(PIRP irp, PDRIVER_CANCEL routine)
 {
-    char hist[2048];
-    irpk_bugcheck_raise(IRPK_BUGCHECK_CANCEL_STATE_IN_COMPLETED_IRP, (uintptr_t)irp,
-                        (uintptr_t)routine, 0, 0,
-                        "IoCancelIrp found a cancel routine on IRP#%u, which was already "
-                        "completed: the driver completed it without clearing its cancel routine "
-                        "(IoSetCancelRoutine(Irp, NULL)). The routine is not called.\nRecent "
-                        "history:\n%s",
-                        io_irp_id(irp), io_irp_history(irp, hist, sizeof hist));
+    vrf_report(IRPK_BUGCHECK_CANCEL_STATE_IN_COMPLETED_IRP, (uintptr_t)irp, (uintptr_t)routine, 0, 0,
+               irp, NULL, NULL,
+               "clear the cancel routine with IoSetCancelRoutine(Irp, NULL) before completing the "
+               "IRP, and complete it only when that returned non-NULL (R5).",
+               "IoCancelIrp found a cancel routine on IRP#%u, which was already completed: the "
+               "driver completed it without clearing its cancel routine. The routine is not "
+               "called.",
+               io_irp_id(irp));
 }
 
 BOOLEAN IoCancelIrp(PIRP Irp)
@@ -107,6 +121,7 @@ BOOLEAN IoCancelIrp(PIRP Irp)
     IoAcquireCancelSpinLock(&irql);
     Irp->Cancel = TRUE;
     io_irp_mark(Irp, IO_STEP_CANCEL);
+    if (vrf_on()) vrf_cancelled(Irp); /* watched until completed (0xC4/0x135) */
     PDRIVER_CANCEL routine = (PDRIVER_CANCEL)plat_xchg_ptr((void *volatile *)&Irp->CancelRoutine, NULL);
     BOOLEAN called = FALSE;
     if (routine && Irp->CurrentLocation > Irp->StackCount + 1) {

@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "io/io.h"
+#include "verify/hooks.h"
 
 
 static int32_t unnamed_drivers;
@@ -81,20 +82,20 @@ static int report_leftovers(PDRIVER_OBJECT drv)
     for (PDEVICE_OBJECT d = drv->DeviceObject; d; d = d->NextDevice) {
         int32_t n = plat_load32(&io_dev_priv(d)->in_flight);
         problems++;
-        irpk_bugcheck_raise(IRPK_BUGCHECK_DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
-                            (uintptr_t)drv, (uintptr_t)d, (uintptr_t)n, 0,
-                            "Driver %ls unloaded while device %ls still exists%s (%d IRP(s) in "
-                            "flight). DriverUnload must delete its devices after every IRP is "
-                            "completed.",
-                            drv->DriverName.Buffer,
-                            io_dev_priv(d)->name[0] ? io_dev_priv(d)->name : L"(unnamed)",
-                            n ? " with I/O outstanding" : "", (int)n);
+        vrf_report(IRPK_BUGCHECK_DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, (uintptr_t)drv,
+                   (uintptr_t)d, (uintptr_t)n, 0, NULL, d, NULL,
+                   "DriverUnload must delete its devices, and only after every IRP they received "
+                   "was completed (cancel or drain the queues first).",
+                   "Driver %ls unloaded while device %ls still exists%s (%d IRP(s) in flight).",
+                   drv->DriverName.Buffer, io_dev_priv(d)->name[0] ? io_dev_priv(d)->name : L"(unnamed)",
+                   n ? " with I/O outstanding" : "", (int)n);
     }
     return problems;
 }
 
 int io_unload_driver(PDRIVER_OBJECT driver)
 {
+    if (vrf_on()) vrf_driver_unloading(driver); /* a stalled queue explains the leftovers */
     if (driver->DriverUnload) driver->DriverUnload(driver);
     int problems = report_leftovers(driver);
     /* A device with IRPs in flight is kept (and so is the driver object): freeing it would turn
@@ -154,6 +155,7 @@ NTSTATUS IoCreateDevice(PDRIVER_OBJECT DriverObject, ULONG DeviceExtensionSize,
     b->dev.NextDevice = DriverObject->DeviceObject;
     DriverObject->DeviceObject = &b->dev;
     *DeviceObject = &b->dev;
+    vrf_device_created(&b->dev); /* verifier per-device state (stalls, recursion) */
     return STATUS_SUCCESS;
 }
 
@@ -169,11 +171,14 @@ VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
     io_device_priv *p = io_dev_priv(DeviceObject);
     int32_t n = plat_load32(&p->in_flight);
     if (n)
-        irpk_bugcheck_raise(IRPK_BUGCHECK_DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
-                            (uintptr_t)DeviceObject->DriverObject, (uintptr_t)DeviceObject,
-                            (uintptr_t)n, 0,
-                            "IoDeleteDevice(%ls) with %d IRP(s) still in flight.",
-                            p->name[0] ? p->name : L"(unnamed)", (int)n);
+        vrf_report(IRPK_BUGCHECK_DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+                   (uintptr_t)DeviceObject->DriverObject, (uintptr_t)DeviceObject, (uintptr_t)n, 0,
+                   NULL, DeviceObject, NULL,
+                   "complete or cancel every IRP the device received (and wait for them) before "
+                   "IoDeleteDevice; a remove lock (IoReleaseRemoveLockAndWait) does exactly that.",
+                   "IoDeleteDevice(%ls) with %d IRP(s) still in flight.",
+                   p->name[0] ? p->name : L"(unnamed)", (int)n);
+    vrf_device_deleting(DeviceObject); /* 0xC7: DPCs/timers left in its memory; state freed */
     io_ns_remove_device(p->name);
     unlink_from_driver(DeviceObject);
     if (DeviceObject->DeviceObjectExtension->AttachedTo) IoDetachDevice(DeviceObject->DeviceObjectExtension->AttachedTo);

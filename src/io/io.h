@@ -43,9 +43,13 @@ typedef struct io_irp_priv {
     uint32_t id;               /* small sequential number per runtime (reset by plat_reset_all) */
     uint32_t pflags;           /* IO_PF_* */
     volatile int32_t hist_next; /* total steps recorded */
-    int32_t spare;
+    volatile int32_t vrf;      /* verifier shadow state (src/verify owns it) */
     volatile int64_t hist[IO_HISTORY_LEN]; /* packed steps, see io_irp_history */
     PDEVICE_OBJECT target;     /* last device IoCallDriver handed it to (for io_describe) */
+    /* Verifier: routine context of each step (src/verify/hooks.h) and the device whose StartIo
+     * last received the IRP. */
+    volatile int32_t hist_ctx[IO_HISTORY_LEN];
+    PDEVICE_OBJECT volatile vrf_dev;
 } io_irp_priv;
 
 enum io_private_flags {
@@ -90,6 +94,7 @@ typedef struct io_device_priv {
     volatile int32_t max_startio_depth; /* deepest StartIo nesting seen on one thread */
     volatile int32_t startio_calls;
     int32_t deleted;
+    void *vrf;                     /* verifier per-device state (src/verify owns it) */
 } io_device_priv;
 
 static inline io_device_priv *io_dev_priv(PDEVICE_OBJECT d)

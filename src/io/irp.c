@@ -5,6 +5,7 @@
 
 #include "io/io.h"
 #include "trace/trace.h"
+#include "verify/hooks.h"
 
 _Static_assert(sizeof(io_irp_priv) <= IRPK_IRP_PRIVATE_WORDS * sizeof(ULONG_PTR),
                "io_irp_priv must fit in IRP.IrpkPrivate");
@@ -200,11 +201,11 @@ void io_irp_release(PIRP irp)
 bool io_irp_check_usable(PIRP irp, const char *api)
 {
     if (irp && irp->Type == IO_TYPE_IRP && !plat_load32(&io_priv(irp)->freed)) return true;
-    char hist[2048];
-    irpk_bugcheck_raise(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS, (uintptr_t)irp, 0, 0, 0,
-                        "%s on IRP#%u, which was already freed (Type %d).\nRecent history:\n%s",
-                        api, irp ? io_irp_id(irp) : 0, irp ? irp->Type : 0,
-                        irp ? io_irp_history(irp, hist, sizeof hist) : "");
+    vrf_report(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS, (uintptr_t)irp, 0, 0, 0, irp, NULL, NULL,
+               "do not touch an IRP after IoFreeIrp (or after completing one you do not own): "
+               "keep what you need in locals before completing or freeing it.",
+               "%s on IRP#%u, which was already freed (Type %d). The call is ignored.", api,
+               irp ? io_irp_id(irp) : 0, irp ? irp->Type : 0);
     return false;
 }
 
@@ -213,6 +214,7 @@ VOID IoFreeIrp(PIRP Irp)
     if (!io_irp_check_usable(Irp, "IoFreeIrp")) return;
     if (plat_xchg32(&io_priv(Irp)->freed, 1)) return; /* lost a race with another IoFreeIrp */
     io_irp_mark(Irp, IO_STEP_FREE);
+    if (vrf_on()) vrf_irp_freed(Irp);
     io_irp_unref(Irp);
 }
 
@@ -257,6 +259,8 @@ void io_irp_step(PIRP irp, io_step step, const char *fmt, ...)
     io_irp_priv *p = io_priv(irp);
     int32_t i = plat_fetch_add32(&p->hist_next, 1);
     plat_store64(&p->hist[i % IO_HISTORY_LEN], (int64_t)word);
+    /* Verifier: the driver routine this step happened in (threads it has state for). */
+    if (t->ext[PLAT_EXT_VERIFY]) vrf_step_context(t, p, i);
     if (!tracing) return;
     char detail[64];
     va_list ap;

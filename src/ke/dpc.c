@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "ke/ke.h"
+#include "verify/hooks.h"
 
 #define MAX_VCPUS 64
 
@@ -59,7 +60,9 @@ static void run_one(dpc_queue *q)
     ke_set_irql(DISPATCH_LEVEL);
     if (obs && obs->dpc_begin) obs->dpc_begin(dpc, routine);
     plat_point("DPC", dpc);
+    int vf = vrf_on() ? vrf_dpc_enter((const void *)(uintptr_t)routine) : -1; /* verifier frame */
     routine(dpc, ctx, a1, a2);
+    if (vf != -1) vrf_dpc_exit(vf);
     if (obs && obs->dpc_end) obs->dpc_end(routine);
     KIRQL after = ke_irql();
     if (after != DISPATCH_LEVEL)
@@ -201,6 +204,21 @@ int ke_dpcs_queued(void)
         plat_lock_release(&queues[i].lock);
     }
     return n;
+}
+
+PKDPC ke_dpc_queued_in(const void *lo, const void *hi)
+{
+    if (!plat_load32(&initialized)) return NULL;
+    PKDPC found = NULL;
+    for (int i = 0; i < MAX_VCPUS && !found; i++) {
+        plat_lock_acquire(&queues[i].lock);
+        for (PLIST_ENTRY e = queues[i].list.Flink; e && e != &queues[i].list && !found; e = e->Flink) {
+            PKDPC d = CONTAINING_RECORD(e, KDPC, DpcListEntry);
+            if ((const char *)d >= (const char *)lo && (const char *)d < (const char *)hi) found = d;
+        }
+        plat_lock_release(&queues[i].lock);
+    }
+    return found;
 }
 
 void ke_dpc_shutdown(void)

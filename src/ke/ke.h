@@ -56,6 +56,14 @@ void ke_shutdown(void);
 int ke_dpcs_queued(void);
 int ke_timers_set(void);
 
+/* Teardown checks (verifier): a queued DPC / a set timer whose object lies in [lo, hi), or
+ * NULL. */
+PKDPC ke_dpc_queued_in(const void *lo, const void *hi);
+PKTIMER ke_timer_set_in(const void *lo, const void *hi);
+/* Release a spin lock this thread holds without touching IRQL (the verifier neutralising a
+ * routine that returned holding it). */
+void ke_spin_force_release(PKSPIN_LOCK lock);
+
 /* Pool accounting: live allocations (all tags / one tag). */
 long ke_pool_outstanding(void);
 long ke_pool_outstanding_tag(ULONG tag);

@@ -4,6 +4,7 @@
  * holder cannot be "preempted" by same-CPU code in explore mode), release restores the caller's
  * IRQL. The per-thread held-lock set is kept here; the verifier reads it. */
 #include "ke/ke.h"
+#include "verify/hooks.h"
 
 static void held_push(const void *lock, KIRQL old)
 {
@@ -42,17 +43,27 @@ static bool held_pop(const void *lock)
 
 static void acquire_at_dpc(PKSPIN_LOCK lock, KIRQL old)
 {
+    /* Verifier: lock-order edges; a self-deadlock is reported and the acquire refused. */
+    if (vrf_on() && !vrf_spin_acquire(lock)) return;
     plat_lock_acquire((volatile plat_lockword *)lock);
     held_push(lock, old);
 }
 
 static void release_at_dpc(PKSPIN_LOCK lock)
 {
+    /* Verifier: a release of a lock this thread does not hold is reported and refused. */
+    if (vrf_on() && !vrf_spin_release(lock)) return;
     held_pop(lock);
     plat_lock_release((volatile plat_lockword *)lock);
 }
 
-VOID KeInitializeSpinLock(PKSPIN_LOCK SpinLock) { plat_lock_init((volatile plat_lockword *)SpinLock); }
+void ke_spin_force_release(PKSPIN_LOCK lock) { release_at_dpc(lock); }
+
+VOID KeInitializeSpinLock(PKSPIN_LOCK SpinLock)
+{
+    vrf_spin_init(SpinLock); /* a new lock for the verifier's lock-order graph */
+    plat_lock_init((volatile plat_lockword *)SpinLock);
+}
 
 VOID KeAcquireSpinLock(PKSPIN_LOCK SpinLock, PKIRQL OldIrql)
 {
@@ -83,6 +94,7 @@ static bool check_release_irql(PKSPIN_LOCK lock, KIRQL new_irql, const char *api
 VOID KeReleaseSpinLock(PKSPIN_LOCK SpinLock, KIRQL NewIrql)
 {
     bool ok = check_release_irql(SpinLock, NewIrql, "KeReleaseSpinLock");
+    if (ok && vrf_on()) NewIrql = vrf_spin_release_irql(SpinLock, NewIrql); /* vs. OldIrql */
     release_at_dpc(SpinLock);
     /* Report mode: still release, and only lower when lowering is legal. */
     if (ok || NewIrql <= ke_irql()) ke_set_irql(NewIrql);

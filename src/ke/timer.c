@@ -166,6 +166,19 @@ int ke_timers_set(void)
     return n;
 }
 
+PKTIMER ke_timer_set_in(const void *lo, const void *hi)
+{
+    if (plat_load32(&initialized) != 2) return NULL;
+    PKTIMER found = NULL;
+    plat_lock_acquire(&timer_lock);
+    for (PLIST_ENTRY e = armed.Flink; e != &armed && !found; e = e->Flink) {
+        PKTIMER t = CONTAINING_RECORD(e, KTIMER, TimerListEntry);
+        if ((const char *)t >= (const char *)lo && (const char *)t < (const char *)hi) found = t;
+    }
+    plat_lock_release(&timer_lock);
+    return found;
+}
+
 void ke_timer_shutdown(void)
 {
     if (plat_load32(&initialized) != 2) return;

@@ -1,4 +1,7 @@
-/* The single bug-check path and the report store (irpkit/bugcheck.h, irpkit/verifier.h).
+/* The single bug-check path, the report store and the modes (irpkit/bugcheck.h,
+ * irpkit/verifier.h). Every report — ke's IRQL checks, io's bug checks, the verifier's own
+ * checks — ends in vrf_emit(): stored, passed to the hook (the explorer's, a test's) or echoed
+ * to stderr, and in fatal mode printed before the process aborts like a bug check.
  * Reports use the C heap directly, not plat_alloc: they must outlive an explorer execution
  * (whose arena is released when it ends) so the explorer can read them afterwards. */
 #include <stdarg.h>
@@ -8,7 +11,7 @@
 #include <string.h>
 
 #include "irpkit/verifier.h"
-#include "platform/platform.h"
+#include "verify/verify.h"
 
 typedef struct report {
     uint32_t code;
@@ -17,15 +20,27 @@ typedef struct report {
     char *text;
 } report;
 
-/* store_lock guards the report array; it is a leaf lock (nothing is called while holding it). */
+/* store_lock guards the report array and the hook; a leaf lock (nothing is called while it is
+ * held). Natively a real lock; in explore mode (one simulated thread at a time) none. */
 static plat_lockword store_lock;
 static report *reports;
 static size_t n_reports, cap_reports;
 static irpk_bugcheck_hook user_hook;
 static void *user_hook_ctx;
-static int32_t mode = -1;
 static int32_t quiet;
 static int32_t summary_registered;
+
+volatile int32_t vrf_level = IRPK_VERIFIER_REPORT;
+
+/* The mode is read from the environment before main() so the hot-path check is one load. */
+__attribute__((constructor)) static void read_mode_from_environment(void)
+{
+    const char *e = getenv("IRPK_VERIFIER");
+    int32_t m = IRPK_VERIFIER_REPORT;
+    if (e && !strcmp(e, "off")) m = IRPK_VERIFIER_OFF;
+    if (e && !strcmp(e, "fatal")) m = IRPK_VERIFIER_FATAL;
+    vrf_level = m;
+}
 
 static const struct {
     uint32_t code;
@@ -35,12 +50,15 @@ static const struct {
     {0x09, "IRQL_NOT_GREATER_OR_EQUAL"},
     {0x0A, "IRQL_NOT_LESS_OR_EQUAL"},
     {0x0C, "MAXIMUM_WAIT_OBJECTS_EXCEEDED"},
+    {0x18, "REFERENCE_BY_POINTER"},
+    {0x1E, "KMODE_EXCEPTION_NOT_HANDLED"},
     {0x35, "NO_MORE_IRP_STACK_LOCATIONS"},
     {0x44, "MULTIPLE_IRP_COMPLETE_REQUESTS"},
     {0x48, "CANCEL_STATE_IN_COMPLETED_IRP"},
     {0xC2, "BAD_POOL_CALLER"},
     {0xC4, "DRIVER_VERIFIER_DETECTED_VIOLATION"},
     {0xC7, "TIMER_OR_DPC_INVALID"},
+    {0xC8, "IRQL_UNEXPECTED_VALUE"},
     {0xC9, "DRIVER_VERIFIER_IOMANAGER_VIOLATION"},
     {0xCE, "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS"},
     {0x11B, "DRIVER_RETURNED_HOLDING_CANCEL_LOCK"},
@@ -54,41 +72,36 @@ const char *irpk_bugcheck_name(uint32_t code)
     return "UNKNOWN";
 }
 
-irpk_verifier_mode irpk_verifier_get_mode(void)
-{
-    int32_t m = plat_load32(&mode);
-    if (m >= 0) return (irpk_verifier_mode)m;
-    const char *e = getenv("IRPK_VERIFIER");
-    m = IRPK_VERIFIER_REPORT;
-    if (e && !strcmp(e, "off")) m = IRPK_VERIFIER_OFF;
-    if (e && !strcmp(e, "fatal")) m = IRPK_VERIFIER_FATAL;
-    /* Racing first calls compute the same value from the same environment. */
-    plat_cas32(&mode, -1, m);
-    return (irpk_verifier_mode)plat_load32(&mode);
-}
+irpk_verifier_mode irpk_verifier_get_mode(void) { return (irpk_verifier_mode)vrf_load32(&vrf_level); }
 
 irpk_verifier_mode irpk_verifier_set_mode(irpk_verifier_mode m)
 {
     irpk_verifier_mode old = irpk_verifier_get_mode();
-    plat_store32(&mode, (int32_t)m);
+    if (m < IRPK_VERIFIER_OFF || m > IRPK_VERIFIER_FATAL) m = IRPK_VERIFIER_REPORT;
+    vrf_store32(&vrf_level, (int32_t)m);
     return old;
 }
 
-int irpk_reports_set_quiet(int q) { return plat_xchg32(&quiet, q ? 1 : 0); }
+int irpk_reports_set_quiet(int q)
+{
+    int32_t old = vrf_load32(&quiet);
+    vrf_store32(&quiet, q ? 1 : 0);
+    return old;
+}
 
 irpk_bugcheck_hook irpk_bugcheck_set_hook(irpk_bugcheck_hook hook, void *context)
 {
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     irpk_bugcheck_hook old = user_hook;
     user_hook = hook;
     user_hook_ctx = context;
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
     return old;
 }
 
 static void print_summary_at_exit(void)
 {
-    if (n_reports && !plat_load32(&quiet)) irpk_reports_print_summary(stderr);
+    if (n_reports && !quiet) irpk_reports_print_summary(stderr);
 }
 
 static void store(const irpk_bugcheck *bc)
@@ -100,7 +113,7 @@ static void store(const irpk_bugcheck *bc)
         free(r.text);
         return;
     }
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     if (n_reports == cap_reports) {
         size_t cap = cap_reports ? cap_reports * 2 : 16;
         report *grown = realloc(reports, cap * sizeof *grown);
@@ -111,46 +124,28 @@ static void store(const irpk_bugcheck *bc)
     }
     bool stored = n_reports < cap_reports;
     if (stored) reports[n_reports++] = r;
-    plat_lock_release(&store_lock);
+    bool first = !summary_registered;
+    summary_registered = 1;
+    vrf_unlock(&store_lock);
     if (!stored) {
         free(r.name);
         free(r.text);
     }
-    if (plat_cas32(&summary_registered, 0, 1) == 0) atexit(print_summary_at_exit);
+    if (first) atexit(print_summary_at_exit);
 }
 
-void irpk_bugcheck_raise(uint32_t code, uintptr_t p1, uintptr_t p2, uintptr_t p3, uintptr_t p4,
-                         const char *fmt, ...)
+void vrf_emit(uint32_t code, const char *name, const uintptr_t param[4], const char *text)
 {
-    char body[3072];
-    char text[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    if (fmt) vsnprintf(body, sizeof body, fmt, ap);
-    else body[0] = 0; /* (not vsnprintf with "": clang -Wformat-zero-length) */
-    va_end(ap);
-    const char *name = irpk_bugcheck_name(code);
-    /* A body that already starts with its own headline ("VERIFIER …") keeps it. */
-    if (!strncmp(body, "VERIFIER ", 9) || !strncmp(body, "BUGCHECK ", 9))
-        snprintf(text, sizeof text, "%s", body);
-    else
-        snprintf(text, sizeof text, "BUGCHECK 0x%X %s (0x%llX, 0x%llX, 0x%llX, 0x%llX)%s%s", code,
-                 name, (unsigned long long)p1, (unsigned long long)p2, (unsigned long long)p3,
-                 (unsigned long long)p4, body[0] ? "\n" : "", body);
-    irpk_bugcheck bc = {code, name, {p1, p2, p3, p4}, text};
-    /* "VERIFIER <Rule> …" reports are named by their rule. */
-    char rule[64];
-    if (!strncmp(text, "VERIFIER ", 9) && sscanf(text + 9, "%63[^: \t\n]", rule) == 1)
-        bc.name = rule; /* "VERIFIER IrqlDispatch: …" is named "IrqlDispatch" */
+    irpk_bugcheck bc = {code, name, {param[0], param[1], param[2], param[3]}, text};
     store(&bc);
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     irpk_bugcheck_hook hook = user_hook;
     void *ctx = user_hook_ctx;
-    plat_lock_release(&store_lock);
-    if (hook) hook(&bc, ctx);
-    else if (!plat_load32(&quiet)) fprintf(stderr, "%s\n", text);
+    vrf_unlock(&store_lock);
+    if (hook) hook(&bc, ctx); /* the explorer's hook does not return: it fails the execution */
+    else if (!vrf_load32(&quiet)) fprintf(stderr, "%s\n", text);
     if (irpk_verifier_get_mode() == IRPK_VERIFIER_FATAL) {
-        if (hook || plat_load32(&quiet)) fprintf(stderr, "%s\n", text);
+        if (hook || vrf_load32(&quiet)) fprintf(stderr, "%s\n", text);
         fprintf(stderr, "irpkit: fatal verifier mode: stopping like a bug check\n");
         fflush(stderr);
         abort();
@@ -159,73 +154,102 @@ void irpk_bugcheck_raise(uint32_t code, uintptr_t p1, uintptr_t p2, uintptr_t p3
 
 size_t irpk_report_count(void)
 {
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     size_t n = n_reports;
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
     return n;
 }
 
 size_t irpk_report_count_code(uint32_t code)
 {
     size_t n = 0;
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     for (size_t i = 0; i < n_reports; i++) n += reports[i].code == code;
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
     return n;
+}
+
+size_t irpk_report_count_name(const char *name)
+{
+    size_t n = 0;
+    vrf_lock(&store_lock);
+    for (size_t i = 0; i < n_reports; i++) n += name && !strcmp(reports[i].name, name);
+    vrf_unlock(&store_lock);
+    return n;
+}
+
+long irpk_report_find(uint32_t code, uintptr_t p1)
+{
+    long found = -1;
+    vrf_lock(&store_lock);
+    for (size_t i = 0; i < n_reports && found < 0; i++)
+        if (reports[i].code == code && reports[i].param[0] == p1) found = (long)i;
+    vrf_unlock(&store_lock);
+    return found;
+}
+
+long irpk_report_find_name(const char *name)
+{
+    long found = -1;
+    vrf_lock(&store_lock);
+    for (size_t i = 0; i < n_reports && found < 0; i++)
+        if (name && !strcmp(reports[i].name, name)) found = (long)i;
+    vrf_unlock(&store_lock);
+    return found;
 }
 
 uint32_t irpk_report_code(size_t i)
 {
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     uint32_t c = i < n_reports ? reports[i].code : 0;
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
     return c;
 }
 
 const char *irpk_report_name(size_t i)
 {
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     const char *s = i < n_reports ? reports[i].name : NULL;
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
     return s;
 }
 
 const char *irpk_report_text(size_t i)
 {
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     const char *s = i < n_reports ? reports[i].text : NULL;
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
     return s;
 }
 
 uintptr_t irpk_report_param(size_t i, int n)
 {
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     uintptr_t v = (i < n_reports && n >= 0 && n < 4) ? reports[i].param[n] : 0;
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
     return v;
 }
 
 void irpk_reports_clear(void)
 {
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     for (size_t i = 0; i < n_reports; i++) {
         free(reports[i].name);
         free(reports[i].text);
     }
     n_reports = 0;
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
 }
 
 void irpk_reports_print_summary(void *file)
 {
     FILE *f = file;
-    plat_lock_acquire(&store_lock);
+    vrf_lock(&store_lock);
     fprintf(f, "irpkit verifier: %zu report(s)\n", n_reports);
     for (size_t i = 0; i < n_reports; i++) {
         const char *nl = strchr(reports[i].text, '\n');
         int len = nl ? (int)(nl - reports[i].text) : (int)strlen(reports[i].text);
         fprintf(f, "  #%zu %.*s\n", i + 1, len, reports[i].text);
     }
-    plat_lock_release(&store_lock);
+    vrf_unlock(&store_lock);
 }
