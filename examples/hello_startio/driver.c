@@ -23,6 +23,7 @@ typedef struct _HELLO_EXTENSION {
     KDPC TimerDpc;
     KEVENT NeverSignalled; /* variant 1: what the seed's StartIo waits on */
     PIRP ActiveIrp;     /* the IRP the device is working on */
+    NTSTATUS ActiveStatus; /* how it will end (STATUS_CANCELLED when cancelled before StartIo) */
     ULONG DelayMs;
     BOOLEAN AsWritten;
 } HELLO_EXTENSION, *PHELLO_EXTENSION;
@@ -48,7 +49,12 @@ static VOID HelloDeviceDone(PDEVICE_OBJECT fdo)
     PHELLO_EXTENSION ext = (PHELLO_EXTENSION)fdo->DeviceExtension;
     PIRP Irp = ext->ActiveIrp;
     ext->ActiveIrp = NULL;
-    HelloFillAndSucceed(Irp);
+    if (ext->ActiveStatus == STATUS_SUCCESS) {
+        HelloFillAndSucceed(Irp);
+    } else {
+        Irp->IoStatus.Status = ext->ActiveStatus;
+        Irp->IoStatus.Information = 0;
+    }
     /* Start the next packet *before* completing this one: IoCompleteRequest does not clear
      * CurrentIrp, and once completed the IRP's memory may be reused for a new request. A
      * cancel routine comparing `fdo->CurrentIrp == Irp` would then take that new, still queued
@@ -109,7 +115,7 @@ static VOID HelloWorkCorrected(PDEVICE_OBJECT fdo, PIRP Irp)
 {
     PHELLO_EXTENSION ext = (PHELLO_EXTENSION)fdo->DeviceExtension;
     ext->ActiveIrp = Irp;
-    if (ext->DelayMs == 0) {
+    if (ext->DelayMs == 0 || ext->ActiveStatus != STATUS_SUCCESS) {
         IoRequestDpc(fdo, Irp, NULL);
         return;
     }
@@ -118,7 +124,10 @@ static VOID HelloWorkCorrected(PDEVICE_OBJECT fdo, PIRP Irp)
     KeSetTimer(&ext->Timer, due, &ext->TimerDpc);
 }
 
-static VOID HelloStartIo(PDEVICE_OBJECT fdo, PIRP Irp)
+/* Variant 1 keeps the seed's check exactly. It loses an IRP that was cancelled before
+ * IoStartPacket armed the cancel routine (Cancel set, no routine called) on an idle device:
+ * StartIo returns expecting the cancel routine to complete it, and none ever runs. */
+static VOID HelloStartIoAsWritten(PDEVICE_OBJECT fdo, PIRP Irp)
 {
     KIRQL oldirql;
     IoAcquireCancelSpinLock(&oldirql);
@@ -128,8 +137,25 @@ static VOID HelloStartIo(PDEVICE_OBJECT fdo, PIRP Irp)
     }
     IoSetCancelRoutine(Irp, NULL);
     IoReleaseCancelSpinLock(oldirql);
-    if (((PHELLO_EXTENSION)fdo->DeviceExtension)->AsWritten) HelloWorkAsWritten(fdo, Irp);
-    else HelloWorkCorrected(fdo, Irp);
+    HelloWorkAsWritten(fdo, Irp);
+}
+
+/* Variant 2 decides ownership by the cancel routine itself (one exchange under the cancel
+ * lock): NULL means IoCancelIrp claimed the IRP and its cancel routine finishes it; non-NULL
+ * means we own it — and if Cancel is already set, it was cancelled before the routine was
+ * armed, so we must finish it ourselves (through the DPC, so StartIo never nests). */
+static VOID HelloStartIoCorrected(PDEVICE_OBJECT fdo, PIRP Irp)
+{
+    PHELLO_EXTENSION ext = (PHELLO_EXTENSION)fdo->DeviceExtension;
+    KIRQL oldirql;
+    IoAcquireCancelSpinLock(&oldirql);
+    if (Irp != fdo->CurrentIrp || IoSetCancelRoutine(Irp, NULL) == NULL) {
+        IoReleaseCancelSpinLock(oldirql);
+        return; /* the cancel routine completes it */
+    }
+    ext->ActiveStatus = Irp->Cancel ? STATUS_CANCELLED : STATUS_SUCCESS;
+    IoReleaseCancelSpinLock(oldirql);
+    HelloWorkCorrected(fdo, Irp);
 }
 
 static NTSTATUS HelloRead(PDEVICE_OBJECT fdo, PIRP Irp)
@@ -182,7 +208,7 @@ NTSTATUS HelloDriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryP
     IoInitializeDpcRequest(fdo, HelloDpcForIsr);
     fdo->Flags |= DO_BUFFERED_IO;
     fdo->Flags &= ~DO_DEVICE_INITIALIZING;
-    DriverObject->DriverStartIo = HelloStartIo;
+    DriverObject->DriverStartIo = g_config.AsWritten ? HelloStartIoAsWritten : HelloStartIoCorrected;
     DriverObject->DriverUnload = HelloUnload;
     DriverObject->MajorFunction[IRP_MJ_CREATE] = HelloCreateClose;
     DriverObject->MajorFunction[IRP_MJ_CLOSE] = HelloCreateClose;
