@@ -93,8 +93,8 @@ static bool completion_allowed(PIRP irp)
     if (irp->CurrentLocation <= irp->StackCount + 1) return true;
     vrf_report(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS, (uintptr_t)irp, 0, 0, 0, irp, NULL, NULL,
                "exactly one path may complete an IRP: whoever wins IoSetCancelRoutine(Irp, NULL) "
-               "(non-NULL result) or the cancel routine, never both; see the two 'completed' "
-               "steps in the history.",
+               "(non-NULL result) or the cancel routine, never both; the history shows the first "
+               "completion, the Where line the second.",
                "IoCompleteRequest on IRP#%u, which was already completed (CurrentLocation %d > "
                "StackCount+1 = %d). The second completion is ignored.",
                io_irp_id(irp), irp->CurrentLocation, irp->StackCount + 1);

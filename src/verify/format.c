@@ -88,7 +88,10 @@ static PDEVICE_OBJECT device_of(PIRP irp)
     if (d) return d;
     if (irp->CurrentLocation >= 1 && irp->CurrentLocation <= irp->StackCount)
         return IoGetCurrentIrpStackLocation(irp)->DeviceObject;
-    return io_priv(irp)->target;
+    if (io_priv(irp)->target) return io_priv(irp)->target;
+    /* Completed already: the device of a routine on this thread that is handling it. */
+    vrf_frame *f = vrf_find_frame(irp, VRF_IN_NONE);
+    return f ? f->dev : NULL;
 }
 
 /* "thread reader-1 at DISPATCH, in StartIo HelloStartIo (IRP#2) <- dispatch HelloRead (IRP#2)" */

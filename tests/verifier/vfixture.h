@@ -1,0 +1,75 @@
+/* Fixture for the verifier tests: a small driver whose routines each test sets (READ dispatch,
+ * StartIo, an optional lower device to forward to), IRPs with a recording top-level completion
+ * routine, gates to order threads deterministically, and report assertions. Each test pairs a
+ * buggy driver (exactly the expected report) with its correct twin (no report). */
+#ifndef IRPK_TEST_VFIXTURE_H
+#define IRPK_TEST_VFIXTURE_H
+
+#include <ntddk.h>
+
+#include "io/io.h"
+#include "irpkit/runtime.h"
+#include "irpkit/verifier.h"
+#include "test.h"
+
+typedef struct vf_state {
+    PDEVICE_OBJECT dev;   /* \Device\VfDev: the device the tests send to */
+    PDEVICE_OBJECT lower; /* \Device\VfLower, attached below dev (vf_setup_stack) */
+    PDRIVER_DISPATCH read;       /* IRP_MJ_READ on dev */
+    PDRIVER_DISPATCH lower_read; /* IRP_MJ_READ on lower */
+    PDRIVER_STARTIO startio;
+    PDRIVER_CANCEL cancel;       /* what the stock dispatch routines arm */
+    volatile int32_t completions; /* top-level completion routine calls */
+    NTSTATUS last_status;
+    LIST_ENTRY queue;            /* a driver-managed queue (own-queue drivers) */
+    KSPIN_LOCK queue_lock;
+    PIRP held;                   /* an IRP a routine parked for the test */
+} vf_state;
+
+extern vf_state vf;
+
+/* Fresh runtime state, driver \Driver\vf with \Device\VfDev (16-byte extension). */
+void vf_setup(void);
+/* vf_setup plus \Device\VfLower attached below VfDev (IRPs then need 2 locations). */
+void vf_setup_stack(void);
+/* Delete the devices, unload the driver; no report may be left and no IRP alive. */
+void vf_teardown(void);
+
+/* An IRP_MJ_READ IRP whose top-level completion routine counts and returns
+ * STATUS_MORE_PROCESSING_REQUIRED (the test keeps it), or, with `through`, STATUS_SUCCESS (the
+ * completion runs to the top, so a second completion is a 0x44). Free with IoFreeIrp. */
+PIRP vf_irp(CCHAR stack, bool through);
+NTSTATUS vf_send(PIRP irp);
+
+/* Stock routines. */
+DRIVER_DISPATCH vf_read_startpacket;  /* IoMarkIrpPending + IoStartPacket(vf.cancel) */
+DRIVER_DISPATCH vf_read_complete;     /* completes with STATUS_SUCCESS at once */
+DRIVER_CANCEL vf_cancel_startio;      /* NT §4.4 contract for StartIo drivers */
+void vf_complete(PIRP irp, NTSTATUS status);
+/* Complete the device's current IRP (from a "DPC" at DISPATCH) and start the next. */
+void vf_finish_current(void);
+/* IoStartNextPacket at DISPATCH_LEVEL, leaving the current IRP alone. */
+void vf_start_next(void);
+
+/* Exactly one report with this code (and P1, unless VF_ANY_P1), name (unless NULL); its text
+ * has the headline, the IRP's history (when irp is given: "IRP#<id>"), a Where line and the
+ * cause; then the reports are cleared. */
+#define VF_ANY_P1 ((uintptr_t)-1)
+void vf_expect(const char *file, int line, uint32_t code, uintptr_t p1, const char *name, PIRP irp);
+#define EXPECT_REPORT(code, p1, name, irp) vf_expect(__FILE__, __LINE__, code, p1, name, irp)
+#define EXPECT_NO_REPORT() CHECK_EQ(irpk_report_count(), 0)
+/* The text of the first report (for extra content checks before EXPECT_REPORT clears it). */
+const char *vf_text(void);
+
+/* Gates: one thread waits until another opens it. Built on plat_wait, so waiting is legal at
+ * any IRQL (a KEVENT wait at DISPATCH_LEVEL would itself be a report). */
+typedef struct vf_gate {
+    volatile uint32_t open;
+} vf_gate;
+void vf_gate_open(vf_gate *g);
+void vf_gate_wait(vf_gate *g);
+
+/* Wait (up to ~20 s, polling) until at least n reports exist; for the watchdog's checks. */
+bool vf_wait_reports(size_t n);
+
+#endif
