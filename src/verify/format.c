@@ -114,14 +114,14 @@ static void put_where(sbuf *b)
 }
 
 /* The IRP the innermost runtime-called routine is processing (reports raised by ke). Frames
- * keep their IRP valid: StartIo/cancel callers hold io references, dispatch and completion
- * frames a verifier one. */
+ * keep their IRP valid: StartIo/cancel callers hold io references, dispatch frames a verifier
+ * one; a completion routine may free its IRP, so completion frames are skipped. */
 static PIRP context_irp(void)
 {
     vrf_thread *v = plat_self()->ext[PLAT_EXT_VERIFY];
     if (!v) return NULL;
     for (int i = (v->depth < VRF_FRAMES ? v->depth : VRF_FRAMES) - 1; i >= 0; i--)
-        if (v->frames[i].irp) return v->frames[i].irp;
+        if (v->frames[i].irp && v->frames[i].kind != VRF_IN_COMPLETION) return v->frames[i].irp;
     return NULL;
 }
 

@@ -103,6 +103,8 @@ int vrf_dispatch_enter(PDEVICE_OBJECT dev, PIRP irp, const void *routine)
 static void check_pending_status(const vrf_frame *f, NTSTATUS st)
 {
     bool marked = f->flags & VRF_F_MARKED, done = f->flags & VRF_F_COMPLETED;
+    bool fine = st == STATUS_PENDING ? marked : !marked && done && st == f->status;
+    if (fine) return; /* the hot path: no formatting */
     char r[64];
     uint32_t id = io_irp_id(f->irp);
     describe_routine(f->routine, r, sizeof r);
@@ -282,23 +284,19 @@ bool vrf_complete(PIRP irp)
     vrf_device *d = vrf_dev_of((PDEVICE_OBJECT)vrf_load_ptr((void *const volatile *)&io_priv(irp)->vrf_dev));
     if (d && vrf_load_ptr((void *const volatile *)&d->current) == irp) {
         vrf_store32(&d->current_done, (int32_t)io_irp_id(irp));
-        vrf_watchdog_poke();
+        if (!vrf_load32(&vrf_watchdog_running)) vrf_watchdog_poke();
     }
-    vrf_irp_set_state(irp, VRF_S_COMPLETED);
-    return true;
+    return true; /* (the shadow state stays "completing": IoCompleteRequest was called) */
 }
 
 /* ---- completion routines */
 
+/* No reference is held: the exit check reads the IRP only when the routine did not return
+ * STATUS_MORE_PROCESSING_REQUIRED (then it must not have freed it), and reports raised inside
+ * the routine do not print the history of a completion frame's IRP (it may be gone). */
 int vrf_completion_enter(PIRP irp, PDEVICE_OBJECT dev, const void *routine)
 {
-    int index = vrf_push(VRF_IN_COMPLETION, routine, dev, irp);
-    vrf_frame *f = vrf_frame_at(index);
-    if (f && !(io_priv(irp)->pflags & IO_PF_DRIVER_MEMORY)) {
-        vrf_irp_hold(irp); /* the routine may free it (after MORE_PROCESSING_REQUIRED) */
-        f->flags |= VRF_F_HELD;
-    }
-    return index;
+    return vrf_push(VRF_IN_COMPLETION, routine, dev, irp);
 }
 
 void vrf_completion_exit(int index, PIRP irp, NTSTATUS returned)
@@ -315,9 +313,7 @@ void vrf_completion_exit(int index, PIRP irp, NTSTATUS returned)
                    describe_routine(f->routine, r, sizeof r), (unsigned)returned, io_irp_id(irp));
         IoGetCurrentIrpStackLocation(irp)->Control |= SL_PENDING_RETURNED;
     }
-    bool held = f && (f->flags & VRF_F_HELD);
     vrf_pop(index);
-    if (held) vrf_irp_drop(irp);
 }
 
 /* ---- cancellation */
@@ -325,8 +321,14 @@ void vrf_completion_exit(int index, PIRP irp, NTSTATUS returned)
 void vrf_cancelled(PIRP irp)
 {
     int32_t s = vrf_load32(&io_priv(irp)->vrf);
-    if (vrf_driver_owned(irp) && (s & VRF_STATE_MASK) < VRF_S_COMPLETING && !(s & VRF_WATCHED))
-        vrf_watch_add(irp);
+    int32_t state = s & VRF_STATE_MASK;
+    /* Driver-owned by the shadow state: IoCancelIrp runs concurrently with the owner's
+     * IoCallDriver/IoCompleteRequest, which write CurrentLocation without synchronisation. */
+    if (state < VRF_S_DISPATCHED || state >= VRF_S_COMPLETING || (s & VRF_WATCHED)) return;
+    vrf_watch_add(irp);
+    /* Dekker with vrf_complete (state := COMPLETING, then it looks for VRF_WATCHED): a
+     * completion that missed our flag is seen here, and we take the IRP off the watch. */
+    if ((vrf_load32(&io_priv(irp)->vrf) & VRF_STATE_MASK) >= VRF_S_COMPLETING) vrf_watch_remove(irp);
 }
 
 int vrf_cancel_enter(PDEVICE_OBJECT dev, PIRP irp, const void *routine)
@@ -376,15 +378,13 @@ void vrf_start_packet(PDEVICE_OBJECT dev, PIRP irp)
  * stall report can show its history after its owner freed it. */
 static void set_current(vrf_device *d, PIRP irp)
 {
-    if (irp) vrf_irp_hold(irp);
     PIRP old = (PIRP)vrf_load_ptr((void *const volatile *)&d->current);
-    for (;;) {
-        PIRP seen = (PIRP)vrf_cas_ptr((void *volatile *)&d->current, old, irp);
-        if (seen == old) break;
-        old = seen;
-    }
+    if (old == irp) return; /* (NULL → NULL: IoStartNextPacket on an idle device) */
+    if (irp) vrf_irp_hold(irp);
+    /* An exchange (StartIo on one thread and IoStartNextPacket from a cancel routine on
+     * another may race for one device). */
+    for (PIRP seen; (seen = (PIRP)vrf_cas_ptr((void *volatile *)&d->current, old, irp)) != old;) old = seen;
     vrf_store32(&d->current_done, 0);
-    vrf_add32(&d->progress, 1);
     if (old) vrf_irp_drop(old);
 }
 

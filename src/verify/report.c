@@ -230,6 +230,17 @@ uintptr_t irpk_report_param(size_t i, int n)
     return v;
 }
 
+void vrf_reports_truncate(size_t keep)
+{
+    vrf_lock(&store_lock);
+    for (size_t i = keep; i < n_reports; i++) {
+        free(reports[i].name);
+        free(reports[i].text);
+    }
+    if (keep < n_reports) n_reports = keep;
+    vrf_unlock(&store_lock);
+}
+
 void irpk_reports_clear(void)
 {
     vrf_lock(&store_lock);

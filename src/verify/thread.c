@@ -27,16 +27,29 @@ vrf_thread *vrf_self(void)
     return v;
 }
 
+/* The last few (kind, routine) → context lookups of this thread: most pushes repeat one. */
+static int32_t cached_ctx(vrf_thread *v, uint8_t kind, const void *routine)
+{
+    for (int i = 0; i < VRF_CTX_CACHE; i++)
+        if (v->cache_routine[i] == routine && v->cache_kind[i] == kind) return v->cache_ctx[i];
+    int i = v->cache_next++ % VRF_CTX_CACHE;
+    v->cache_routine[i] = routine;
+    v->cache_kind[i] = kind;
+    return v->cache_ctx[i] = vrf_ctx_intern(kind, routine);
+}
+
 int vrf_push(uint8_t kind, const void *routine, PDEVICE_OBJECT dev, PIRP irp)
 {
-    vrf_thread *v = vrf_self();
+    plat_thread *t = plat_self();
+    vrf_thread *v = t->ext[PLAT_EXT_VERIFY] ? t->ext[PLAT_EXT_VERIFY] : vrf_self();
+    ke_thread *k = t->ext[PLAT_EXT_KE] ? t->ext[PLAT_EXT_KE] : ke_self();
     if (v->depth >= VRF_FRAMES) {
         v->overflow++;
         return -2;
     }
     vrf_frame *f = &v->frames[v->depth];
-    *f = (vrf_frame){.kind = kind, .irql = ke_irql(), .n_held = ke_self()->n_held,
-                     .ctx = vrf_ctx_intern(kind, routine), .routine = routine, .dev = dev, .irp = irp};
+    *f = (vrf_frame){.kind = kind, .irql = t->irql, .n_held = k->n_held,
+                     .ctx = cached_ctx(v, kind, routine), .routine = routine, .dev = dev, .irp = irp};
     return v->depth++;
 }
 
@@ -148,7 +161,7 @@ void vrf_irp_set_state(PIRP irp, int32_t state)
 const char *vrf_irp_state_name(PIRP irp)
 {
     static const char *const n[] = {"allocated", "dispatched", "queued (IoStartPacket)", "in StartIo",
-                                    "completing", "completed", "freed"};
+                                    "completed (IoCompleteRequest called)", "completed", "freed"};
     int32_t s = vrf_load32(&io_priv(irp)->vrf) & VRF_STATE_MASK;
     return s < (int32_t)(sizeof n / sizeof n[0]) ? n[s] : "?";
 }

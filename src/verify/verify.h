@@ -38,6 +38,7 @@ static inline bool vrf_driver_owned(PIRP irp) { return irp->CurrentLocation <= i
 /* ---- per-thread state (plat_thread.ext[PLAT_EXT_VERIFY]) */
 
 #define VRF_FRAMES 32
+#define VRF_CTX_CACHE 4
 
 enum vrf_frame_flags {
     VRF_F_MARKED = 1 << 0,    /* IoMarkIrpPending for this frame's location */
@@ -69,6 +70,11 @@ typedef struct vrf_thread {
     /* Spin-lock acquisitions refused as self-deadlocks: their releases are no-ops. */
     const void *refused[8];
     int32_t n_refused;
+    /* vrf_push's cache of interned routine contexts */
+    const void *cache_routine[VRF_CTX_CACHE];
+    uint8_t cache_kind[VRF_CTX_CACHE];
+    int32_t cache_ctx[VRF_CTX_CACHE];
+    uint32_t cache_next;
 } vrf_thread;
 
 vrf_thread *vrf_self(void);
@@ -94,13 +100,12 @@ typedef struct vrf_device {
     PDEVICE_OBJECT dev;
     struct vrf_device *next;
     volatile int32_t startio_active; /* StartIo calls running for this device (all threads) */
-    volatile int32_t progress;       /* bumped by each StartIo entry and IoStartNextPacket */
     volatile int32_t current_done;   /* id of the IRP last handed to StartIo once it is completed
                                         with no IoStartNextPacket since; 0 otherwise */
     PIRP volatile current;           /* IRP last handed to StartIo (NULL after IoStartNextPacket) */
     volatile int32_t recursion_reported;
     /* stall tracking, under the device registry's lock */
-    int32_t stall_progress;
+    int32_t stall_id;           /* current_done when the stall was first seen */
     int32_t stall_reported_id;
     int64_t stall_since;
 } vrf_device;
@@ -118,8 +123,9 @@ int vrf_check_device_stall(vrf_device *d, int64_t persist_ns);
 int vrf_check_cancel_watch(int64_t limit_ns);
 void vrf_watch_add(PIRP irp);
 void vrf_watch_remove(PIRP irp);
-/* Wake or start the watchdog (native mode). */
+/* Start the watchdog if it is not running (native mode). */
 void vrf_watchdog_poke(void);
+extern int32_t vrf_watchdog_running;
 int64_t vrf_cancel_timeout_ns(void);
 int64_t vrf_stall_timeout_ns(void);
 int vrf_startio_depth_limit(void);
@@ -131,6 +137,9 @@ void vrf_locks_reset(void);
 const char *vrf_format_history(PIRP irp, char *buf, size_t n);
 /* "\Device\X (driver \Driver\Y)". */
 const char *vrf_format_device(PDEVICE_OBJECT dev, char *buf, size_t n);
+/* Forget every stored report after the first n (the explorer: reports raised inside an
+ * execution fail it and are then dropped, so they do not pile up across executions). */
+void vrf_reports_truncate(size_t n);
 /* Raise an already formatted report through the single bug-check path. */
 void vrf_emit(uint32_t code, const char *name, const uintptr_t param[4], const char *text);
 

@@ -155,10 +155,9 @@ int vrf_check_device_stall(vrf_device *d, int64_t persist_ns)
     }
     if (persist_ns > 0) { /* the watchdog: the same state, with no progress, for persist_ns */
         int64_t now = plat_now_ns();
-        int32_t progress = vrf_load32(&d->progress);
-        if (!d->stall_since || d->stall_progress != progress) {
+        if (!d->stall_since || d->stall_id != done) { /* a new stall candidate */
             d->stall_since = now;
-            d->stall_progress = progress;
+            d->stall_id = done;
             return 0;
         }
         if (now - d->stall_since < persist_ns) return 0;
@@ -288,7 +287,7 @@ int irpk_verifier_check_quiescence(void) { return check_all_stalls(0, NULL) + vr
 
 /* ---- the watchdog thread (native mode only) */
 
-static int32_t wd_running;
+int32_t vrf_watchdog_running;
 
 static int64_t tick_ns(void)
 {
@@ -321,20 +320,20 @@ static void watchdog_main(void *arg)
         if (plat_mode() != PLAT_NATIVE) continue; /* never touch state while exploring */
         idle = watchdog_round() ? 0 : idle + 1;
         if (idle < 4) continue;
-        /* Exit; a poke that sees wd_running == 0 afterwards starts a new watchdog. */
-        plat_store32(&wd_running, 0);
-        if (!watchdog_round() || plat_cas32(&wd_running, 0, 1) != 0) return;
+        /* Exit; a poke that sees vrf_watchdog_running == 0 afterwards starts a new watchdog. */
+        plat_store32(&vrf_watchdog_running, 0);
+        if (!watchdog_round() || plat_cas32(&vrf_watchdog_running, 0, 1) != 0) return;
         idle = 0;
     }
 }
 
 void vrf_watchdog_poke(void)
 {
-    if (vrf_exploring() || plat_load32(&wd_running)) return;
+    if (vrf_exploring() || plat_load32(&vrf_watchdog_running)) return;
     if (!vrf_cancel_timeout_ns() && !vrf_stall_timeout_ns()) return;
-    if (plat_cas32(&wd_running, 0, 1) != 0) return;
+    if (plat_cas32(&vrf_watchdog_running, 0, 1) != 0) return;
     if (!plat_thread_start(watchdog_main, NULL, "verifier watchdog", PLAT_THREAD_SYSTEM | PLAT_THREAD_DETACHED))
-        plat_store32(&wd_running, 0);
+        plat_store32(&vrf_watchdog_running, 0);
 }
 
 /* ---- explore: the end-of-execution check, and per-execution reset */
