@@ -545,6 +545,127 @@ VOID IoInitializeDpcRequest(PDEVICE_OBJECT DeviceObject, PIO_DPC_ROUTINE DpcRout
 /* Queue the device's DPC with (Irp, Context); the routine runs at DISPATCH_LEVEL. */
 VOID IoRequestDpc(PDEVICE_OBJECT DeviceObject, PIRP Irp, PVOID Context);
 
+/* =========================================================================== cancel-safe queues
+ * IoCsq* (NT_SEMANTICS.md §8; src/io/csq.c; docs/csq.md). The driver owns the list and its lock
+ * (the six callbacks); irpkit owns the cancel protocol. Whoever exchanges Irp->CancelRoutine
+ * from the library's routine to NULL owns a queued IRP. No CSQ routine takes the cancel spin
+ * lock; the library's cancel routine releases it first thing. While an IRP is queued,
+ * Irp->Tail.Overlay.DriverContext[3] belongs to the library (the context or the IO_CSQ). */
+
+#define IO_TYPE_CSQ_IRP_CONTEXT 1
+#define IO_TYPE_CSQ 2
+#define IO_TYPE_CSQ_EX 3
+
+struct _IO_CSQ;
+
+typedef struct _IO_CSQ_IRP_CONTEXT {
+    ULONG Type; /* IO_TYPE_CSQ_IRP_CONTEXT; first, like IO_CSQ.Type */
+    struct _IRP *Irp;   /* the queued IRP; NULL once it left the queue */
+    struct _IO_CSQ *Csq;
+} IO_CSQ_IRP_CONTEXT, *PIO_CSQ_IRP_CONTEXT;
+
+typedef VOID IO_CSQ_INSERT_IRP(struct _IO_CSQ *Csq, PIRP Irp);
+typedef IO_CSQ_INSERT_IRP *PIO_CSQ_INSERT_IRP;
+typedef NTSTATUS IO_CSQ_INSERT_IRP_EX(struct _IO_CSQ *Csq, PIRP Irp, PVOID InsertContext);
+typedef IO_CSQ_INSERT_IRP_EX *PIO_CSQ_INSERT_IRP_EX;
+typedef VOID IO_CSQ_REMOVE_IRP(struct _IO_CSQ *Csq, PIRP Irp);
+typedef IO_CSQ_REMOVE_IRP *PIO_CSQ_REMOVE_IRP;
+typedef PIRP IO_CSQ_PEEK_NEXT_IRP(struct _IO_CSQ *Csq, PIRP Irp, PVOID PeekContext);
+typedef IO_CSQ_PEEK_NEXT_IRP *PIO_CSQ_PEEK_NEXT_IRP;
+typedef VOID IO_CSQ_ACQUIRE_LOCK(struct _IO_CSQ *Csq, PKIRQL Irql);
+typedef IO_CSQ_ACQUIRE_LOCK *PIO_CSQ_ACQUIRE_LOCK;
+typedef VOID IO_CSQ_RELEASE_LOCK(struct _IO_CSQ *Csq, KIRQL Irql);
+typedef IO_CSQ_RELEASE_LOCK *PIO_CSQ_RELEASE_LOCK;
+typedef VOID IO_CSQ_COMPLETE_CANCELED_IRP(struct _IO_CSQ *Csq, PIRP Irp);
+typedef IO_CSQ_COMPLETE_CANCELED_IRP *PIO_CSQ_COMPLETE_CANCELED_IRP;
+
+typedef struct _IO_CSQ {
+    ULONG Type; /* IO_TYPE_CSQ or IO_TYPE_CSQ_EX; first, like IO_CSQ_IRP_CONTEXT.Type */
+    PIO_CSQ_INSERT_IRP CsqInsertIrp; /* an IO_CSQ_INSERT_IRP_EX when Type is IO_TYPE_CSQ_EX */
+    PIO_CSQ_REMOVE_IRP CsqRemoveIrp;
+    PIO_CSQ_PEEK_NEXT_IRP CsqPeekNextIrp;
+    PIO_CSQ_ACQUIRE_LOCK CsqAcquireLock;
+    PIO_CSQ_RELEASE_LOCK CsqReleaseLock;
+    PIO_CSQ_COMPLETE_CANCELED_IRP CsqCompleteCanceledIrp;
+    PVOID ReservePointer; /* set to NULL by every CSQ routine */
+} IO_CSQ, *PIO_CSQ;
+
+/* Fill Csq (Type IO_TYPE_CSQ / IO_TYPE_CSQ_EX); always STATUS_SUCCESS. */
+NTSTATUS IoCsqInitialize(PIO_CSQ Csq, PIO_CSQ_INSERT_IRP CsqInsertIrp, PIO_CSQ_REMOVE_IRP CsqRemoveIrp,
+                         PIO_CSQ_PEEK_NEXT_IRP CsqPeekNextIrp, PIO_CSQ_ACQUIRE_LOCK CsqAcquireLock,
+                         PIO_CSQ_RELEASE_LOCK CsqReleaseLock,
+                         PIO_CSQ_COMPLETE_CANCELED_IRP CsqCompleteCanceledIrp);
+NTSTATUS IoCsqInitializeEx(PIO_CSQ Csq, PIO_CSQ_INSERT_IRP_EX CsqInsertIrp,
+                           PIO_CSQ_REMOVE_IRP CsqRemoveIrp, PIO_CSQ_PEEK_NEXT_IRP CsqPeekNextIrp,
+                           PIO_CSQ_ACQUIRE_LOCK CsqAcquireLock, PIO_CSQ_RELEASE_LOCK CsqReleaseLock,
+                           PIO_CSQ_COMPLETE_CANCELED_IRP CsqCompleteCanceledIrp);
+/* Queue Irp: mark it pending and make it cancelable. An IRP already cancelled is inserted,
+ * removed and handed to CsqCompleteCanceledIrp (outside the lock) before this returns.
+ * InsertEx's failure status (!NT_SUCCESS; compat switch 5: != STATUS_SUCCESS) is returned and
+ * the IRP is then neither queued nor pending: the caller still owns it. Context (optional)
+ * must stay valid until the IRP is completed. */
+VOID IoCsqInsertIrp(PIO_CSQ Csq, PIRP Irp, PIO_CSQ_IRP_CONTEXT Context);
+NTSTATUS IoCsqInsertIrpEx(PIO_CSQ Csq, PIRP Irp, PIO_CSQ_IRP_CONTEXT Context, PVOID InsertContext);
+/* The first IRP PeekNext offers for PeekContext that no cancel is taking, removed and
+ * non-cancelable (its Cancel flag may be TRUE); NULL when none. */
+PIRP IoCsqRemoveNextIrp(PIO_CSQ Csq, PVOID PeekContext);
+/* The IRP inserted with Context, removed and non-cancelable; NULL when it already left the
+ * queue or a cancel owns it. */
+PIRP IoCsqRemoveIrp(PIO_CSQ Csq, PIO_CSQ_IRP_CONTEXT Context);
+
+/* =========================================================================== remove locks
+ * IO_REMOVE_LOCK (src/io/removelock.c; docs/csq.md). A count of outstanding acquisitions that
+ * IoReleaseRemoveLockAndWait drains: afterwards IoAcquireRemoveLock fails with
+ * STATUS_DELETE_PENDING. irpkit always tracks tags (what a checked build does): releasing a tag
+ * that was not acquired is reported (0xC4/0xD5, 0xD6 for ...AndWait), so is re-initialising a
+ * lock after IoReleaseRemoveLockAndWait (0xC4/0xD7). */
+
+typedef struct _IO_REMOVE_LOCK_TRACKING_BLOCK *PIO_REMOVE_LOCK_TRACKING_BLOCK;
+
+typedef struct _IO_REMOVE_LOCK_COMMON_BLOCK {
+    BOOLEAN Removed; /* IoReleaseRemoveLockAndWait was called */
+    BOOLEAN Reserved[3];
+    volatile LONG IoCount; /* 1 (the lock's own bias) + outstanding acquisitions */
+    KEVENT RemoveEvent;    /* set when IoCount reaches 0 */
+} IO_REMOVE_LOCK_COMMON_BLOCK;
+
+typedef struct _IO_REMOVE_LOCK_DBG_BLOCK {
+    LONG Signature;
+    ULONG HighWatermark;    /* most acquisitions outstanding at once allowed (0: no limit) */
+    LONGLONG MaxLockedTicks; /* longest an acquisition may stay (100 ns units; 0: no limit) */
+    LONG AllocateTag;
+    LIST_ENTRY LockList;    /* outstanding acquisitions (tracking blocks), under Spin */
+    KSPIN_LOCK Spin;
+    volatile LONG LowMemoryCount; /* acquisitions not tracked for lack of memory */
+    ULONG Reserved1[4];
+    PVOID Reserved2;
+    PIO_REMOVE_LOCK_TRACKING_BLOCK Blocks;
+} IO_REMOVE_LOCK_DBG_BLOCK;
+
+typedef struct _IO_REMOVE_LOCK {
+    IO_REMOVE_LOCK_COMMON_BLOCK Common;
+    IO_REMOVE_LOCK_DBG_BLOCK Dbg;
+} IO_REMOVE_LOCK, *PIO_REMOVE_LOCK;
+
+VOID IoInitializeRemoveLockEx(PIO_REMOVE_LOCK Lock, ULONG AllocateTag, ULONG MaxLockedMinutes,
+                              ULONG HighWatermark, ULONG RemlockSize);
+/* STATUS_SUCCESS, or STATUS_DELETE_PENDING once IoReleaseRemoveLockAndWait was called (the
+ * lock is then not held). */
+NTSTATUS IoAcquireRemoveLockEx(PIO_REMOVE_LOCK RemoveLock, PVOID Tag, PCSTR File, ULONG Line,
+                               ULONG RemlockSize);
+VOID IoReleaseRemoveLockEx(PIO_REMOVE_LOCK RemoveLock, PVOID Tag, ULONG RemlockSize);
+/* The caller holds an acquisition with Tag: release it, refuse new ones, wait (PASSIVE_LEVEL)
+ * until every other acquisition is released. */
+VOID IoReleaseRemoveLockAndWaitEx(PIO_REMOVE_LOCK RemoveLock, PVOID Tag, ULONG RemlockSize);
+
+#define IoInitializeRemoveLock(Lock, Tag, Maxmin, HighWater)                                  \
+    IoInitializeRemoveLockEx(Lock, Tag, Maxmin, HighWater, sizeof(IO_REMOVE_LOCK))
+#define IoAcquireRemoveLock(RemoveLock, Tag)                                                  \
+    IoAcquireRemoveLockEx(RemoveLock, Tag, __FILE__, __LINE__, sizeof(IO_REMOVE_LOCK))
+#define IoReleaseRemoveLock(RemoveLock, Tag) IoReleaseRemoveLockEx(RemoveLock, Tag, sizeof(IO_REMOVE_LOCK))
+#define IoReleaseRemoveLockAndWait(RemoveLock, Tag)                                           \
+    IoReleaseRemoveLockAndWaitEx(RemoveLock, Tag, sizeof(IO_REMOVE_LOCK))
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,20 +8,25 @@ KSPIN_LOCK io_cancel_lock;
 /* Holder's thread record, for 0x11B and io_cancel_lock_held_by_me (written only by the holder,
  * read racily by others: atomic). */
 static void *volatile cancel_owner;
+/* IoAcquireCancelSpinLock calls (one atomic add next to taking the global lock anyway). */
+static volatile int64_t cancel_acquisitions;
 
 static void cancel_reset(void)
 {
     io_cancel_lock = 0;
     cancel_owner = NULL;
+    cancel_acquisitions = 0;
 }
 
 __attribute__((constructor)) static void cancel_register_reset(void) { plat_on_reset(cancel_reset); }
 
 bool io_cancel_lock_held_by_me(void) { return plat_load_ptr(&cancel_owner) == plat_self(); }
 bool io_cancel_lock_held(void) { return plat_lock_is_held((volatile plat_lockword *)&io_cancel_lock); }
+uint64_t io_cancel_lock_acquisitions(void) { return (uint64_t)plat_load64(&cancel_acquisitions); }
 
 VOID IoAcquireCancelSpinLock(PKIRQL Irql)
 {
+    plat_fetch_add64(&cancel_acquisitions, 1);
     KeAcquireSpinLock(&io_cancel_lock, Irql);
     plat_store_ptr(&cancel_owner, plat_self());
 }
@@ -119,6 +124,9 @@ BOOLEAN IoCancelIrp(PIRP Irp)
     }
     KIRQL irql;
     IoAcquireCancelSpinLock(&irql);
+    /* The atomic mirror first: a reader that sees it FALSE after arming its cancel routine is
+     * ordered before the exchange below, which then finds that routine. */
+    plat_store32(&io_priv(Irp)->cancel_requested, 1);
     Irp->Cancel = TRUE;
     io_irp_mark(Irp, IO_STEP_CANCEL);
     if (vrf_on()) vrf_cancelled(Irp); /* watched until completed (0xC4/0x135) */

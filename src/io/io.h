@@ -34,6 +34,8 @@ typedef enum io_step {
     IO_STEP_COMPLETE,       /* IoCompleteRequest */
     IO_STEP_COMPLETION_ROUTINE, /* a completion routine ran */
     IO_STEP_FREE,           /* IoFreeIrp */
+    IO_STEP_CSQ_INSERT,     /* IoCsqInsertIrp(Ex): linked into a cancel-safe queue */
+    IO_STEP_CSQ_REMOVE,     /* left a cancel-safe queue (RemoveNext/RemoveIrp/cancel) */
     IO_STEP_COUNT
 } io_step;
 
@@ -50,6 +52,9 @@ typedef struct io_irp_priv {
      * last received the IRP. */
     volatile int32_t hist_ctx[IO_HISTORY_LEN];
     PDEVICE_OBJECT volatile vrf_dev;
+    /* Irp->Cancel, mirrored atomically by IoCancelIrp (cleared by initialise/reuse): for code
+     * that must read it without holding the cancel lock (the CSQ insert). */
+    volatile int32_t cancel_requested;
 } io_irp_priv;
 
 enum io_private_flags {
@@ -59,6 +64,9 @@ enum io_private_flags {
 
 static inline io_irp_priv *io_priv(PIRP irp) { return (io_irp_priv *)irp->IrpkPrivate; }
 static inline uint32_t io_irp_id(PIRP irp) { return irp ? io_priv(irp)->id : 0; }
+/* TRUE once IoCancelIrp ran on the IRP: Irp->Cancel read without a data race (the plain field
+ * is written under the cancel lock; this mirror is an atomic written just before it). */
+static inline bool io_irp_cancel_requested(PIRP irp) { return plat_load32(&io_priv(irp)->cancel_requested) != 0; }
 
 /* Record a step in the IRP's history (always on) and, when tracing, a timeline event. */
 void io_irp_step(PIRP irp, io_step step, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -122,6 +130,9 @@ int io_startio_depth(void);
 bool io_cancel_lock_held_by_me(void);
 /* TRUE when anybody holds it (racy snapshot, diagnostics and tests). */
 bool io_cancel_lock_held(void);
+/* Acquisitions of the cancel spin lock since start (or plat_reset_all): benchmarks and tests
+ * show which paths take the global lock. */
+uint64_t io_cancel_lock_acquisitions(void);
 
 /* ---- completion hand-off for the user-mode layer */
 /* Called at the end of IoCompleteRequest for IRPs flagged IO_PF_THREADED (after IOSB/event). */

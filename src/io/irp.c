@@ -160,6 +160,7 @@ VOID IoReuseIrp(PIRP Irp, NTSTATUS Iostatus)
     UCHAR flags = Irp->AllocationFlags;
     irp_format(Irp, Irp->Size, Irp->StackCount);
     *io_priv(Irp) = keep;
+    plat_store32(&io_priv(Irp)->cancel_requested, 0); /* Cancel is reset by reuse */
     Irp->AllocationFlags = flags;
     Irp->IoStatus.Status = Iostatus;
     io_irp_mark(Irp, IO_STEP_REUSE);
@@ -240,6 +241,8 @@ static const struct {
     [IO_STEP_COMPLETE] = {"completed", "IoCompleteRequest"},
     [IO_STEP_COMPLETION_ROUTINE] = {"completion routine called", "completion"},
     [IO_STEP_FREE] = {"freed", "IoFreeIrp"},
+    [IO_STEP_CSQ_INSERT] = {"inserted into a cancel-safe queue", "IoCsqInsertIrp"},
+    [IO_STEP_CSQ_REMOVE] = {"removed from a cancel-safe queue", "IoCsqRemove"},
 };
 
 const char *io_step_name(io_step s) { return (unsigned)s < IO_STEP_COUNT ? steps[s].name : "?"; }
