@@ -142,7 +142,7 @@ static void check_pending_status(const vrf_frame *f, NTSTATUS st)
                    r, (unsigned)st, id,
                    f->flags & VRF_F_PUBLISHED ? " (it was handed to IoStartPacket)" : "");
     } else if (st != STATUS_PENDING && st != f->status) {
-        vrf_report(0xC9, 0x224, (uintptr_t)f->irp, (uintptr_t)st, (uintptr_t)f->status, f->irp, f->dev, NULL,
+        vrf_report(0xC9, 0x224, (uintptr_t)f->irp, (uint32_t)st, (uint32_t)f->status, f->irp, f->dev, NULL,
                    "return exactly the status stored in Irp->IoStatus.Status before "
                    "IoCompleteRequest (keep it in a local variable: the IRP may be freed once "
                    "completed).",

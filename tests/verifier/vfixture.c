@@ -174,6 +174,7 @@ void vf_expect(const char *file, int line, uint32_t code, uintptr_t p1, const ch
     }
     if (n >= 1) {
         const char *t = irpk_report_text(0);
+        if (getenv("IRPK_TEST_SHOW_REPORTS")) printf("----- %s:%d\n%s\n", file, line, t);
         if (irpk_report_code(0) != code)
             irpk_test_fail(file, line, "code 0x%X, expected 0x%X:\n%s", irpk_report_code(0), code, t);
         if (p1 != VF_ANY_P1 && irpk_report_param(0, 0) != p1)

@@ -53,7 +53,7 @@ void vf_start_next(void);
 
 /* Exactly one report with this code (and P1, unless VF_ANY_P1), name (unless NULL); its text
  * has the headline, the IRP's history (when irp is given: "IRP#<id>"), a Where line and the
- * cause; then the reports are cleared. */
+ * cause; then the reports are cleared. IRPK_TEST_SHOW_REPORTS=1 prints each such report. */
 #define VF_ANY_P1 ((uintptr_t)-1)
 void vf_expect(const char *file, int line, uint32_t code, uintptr_t p1, const char *name, PIRP irp);
 #define EXPECT_REPORT(code, p1, name, irp) vf_expect(__FILE__, __LINE__, code, p1, name, irp)
