@@ -53,7 +53,7 @@ static irpk_queue *make_queue(irpk_queue_mode mode, unsigned par, irpk_queue_ord
     c.order = order;
     c.on_dispatch = mode == IRPK_QUEUE_MANUAL ? NULL : complete_inline;
     c.on_complete = count_complete;
-    c.untimed = untimed;
+    c.timed = !untimed;
     irpk_queue *q = NULL;
     if (irpk_queue_create(&c, &q) != 0) abort();
     return q;

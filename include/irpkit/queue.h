@@ -137,9 +137,9 @@ typedef struct irpk_queue_config {
                                 order (a reorder buffer for PARALLEL / KEYED_SERIAL / MANUAL);
                                 requests that end while queued are delivered at once */
     int manual_timers;       /* 1: no timer thread; the owner calls irpk_queue_run_timers */
-    int untimed;             /* 1: do not read the clock per request (saves one clock read per
-                                submit; ages in info/dump read as time since queue creation;
-                                incompatible with aging_ns: create fails with INVAL) */
+    int timed;               /* 1: read the clock at every submit so irpk_req_info_get and
+                                irpk_queue_dump report request ages (implied by aging_ns);
+                                0 (default): no clock read per request, age_ns reads -1 */
     irpk_dispatch_fn on_dispatch;  /* required unless MANUAL */
     irpk_complete_fn on_complete;  /* optional */
     irpk_notify_fn on_cancel;      /* optional: running request cancel/timeout notification */
@@ -277,7 +277,7 @@ typedef struct irpk_req_info {
     void *ctx;
     uint64_t key, owner;
     int64_t deadline_ns;
-    int64_t age_ns;     /* since submit */
+    int64_t age_ns;     /* since submit; -1 unless the queue is timed (config.timed/aging_ns) */
 } irpk_req_info;
 
 /* Snapshot of one request. Errors: INVAL, STALE, CLOSED. */

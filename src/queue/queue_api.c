@@ -23,7 +23,6 @@ static int config_check(const irpk_queue_config *c)
     if ((c->mode == IRPK_QUEUE_PARALLEL || c->mode == IRPK_QUEUE_KEYED_SERIAL) && !c->max_parallel)
         return IRPK_QE_INVAL;
     if (c->high_watermark && c->low_watermark >= c->high_watermark) return IRPK_QE_INVAL;
-    if (c->untimed && c->aging_ns) return IRPK_QE_INVAL;
     if (c->mode == IRPK_QUEUE_KEYED_SERIAL && c->order != IRPK_ORDER_FIFO) return IRPK_QE_MODE;
     return 0;
 }
@@ -51,7 +50,11 @@ int irpk_queue_create(const irpk_queue_config *c, irpk_queue **out)
     ql_init(&q->dispatch_order);
     ql_init(&q->age);
     q->rng = 0x9e3779b9u;
-    q->t0 = plat_now_ns();
+    q->timed = c->timed || c->aging_ns;
+    q->t0 = q->timed ? plat_now_ns() : 0;
+    /* The event log and in-order completion order every completion under the lock, so such
+     * queues run every callback on the locked path (same semantics, no lease). */
+    q->lease_ok = !c->log_capacity && !c->in_order_completion;
     q->accepting = q->dispatch_on = true;
     *out = q;
     return 0;
@@ -128,22 +131,37 @@ static int admit(irpk_queue *q, bool may_block, bool *drop)
     }
 }
 
-int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
+int submit_reserve(irpk_queue *q, const irpk_req_opts *o, qreq **r, bool *drop)
 {
-    if (!o) return IRPK_QE_INVAL;
-    int rc = q_enter(q);
-    if (rc) return rc;
-    bool drop = false;
-    qreq *r = NULL;
-    rc = admit(q, true, &drop);
+    *drop = false;
+    int rc = admit(q, true, drop);
     if (!rc && o->deadline_ns) rc = timer_ensure(q);
-    if (!rc) rc = reserve(q, o, &r);
-    if (rc) {
-        plat_lock_release(&q->lock);
-        return rc;
-    }
+    if (!rc) rc = reserve(q, o, r);
+    if (rc) plat_lock_release(&q->lock);
+    return rc;
+}
+
+void submit_publish(irpk_queue *q, qreq *r, bool drop)
+{
     if (drop) drop_oldest(q);
     publish(q, r);
+}
+
+int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
+{
+    if (!o || !q) return IRPK_QE_INVAL;
+    int rc;
+    /* cfg is immutable after create: the eligibility by configuration needs no lock. */
+    if (q->lease_ok && q->cfg.mode <= IRPK_QUEUE_PARALLEL && !o->deadline_ns) {
+        rc = fast_submit(q, o, out); /* takes the lock */
+        if (rc) return rc > 0 ? 0 : rc;
+    } else if ((rc = q_enter(q)) != 0) {
+        return rc;
+    }
+    bool drop;
+    qreq *r = NULL;
+    if ((rc = submit_reserve(q, o, &r, &drop)) != 0) return rc;
+    submit_publish(q, r, drop);
     if (out) *out = req_handle(r); /* before q_leave, which may dispatch it */
     q_leave(q);
     return 0;
@@ -152,19 +170,29 @@ int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *ou
 /* ------------------------------------------------------------------ the executor's side */
 
 /* The RUNNING request named by h, or the error saying why h cannot be acted on. */
-static int executor_lookup(irpk_queue *q, irpk_req_handle h, qreq **out)
+int executor_lookup(irpk_queue *q, irpk_req_handle h, qreq **out)
 {
     bool gone;
     qreq *r = req_lookup(q, h, &gone);
     if (!r) return IRPK_QE_STALE;
     if (r->state == RS_QUEUED) return IRPK_QE_NOTOWNER;
     if (r->state == RS_DONE) return IRPK_QE_ALREADY;
+    int rc = lease_detach(q, r); /* ALREADY if its handler completed it in its frame */
+    if (rc) return rc;
     *out = r;
     return 0;
 }
 
 int irpk_req_complete(irpk_queue *q, irpk_req_handle h, int32_t status)
 {
+    if (!q) return IRPK_QE_INVAL;
+    /* From inside the request's own leased on_dispatch: decide it with one CAS on the lease,
+     * without the lock (q cannot be closed while one of its handlers runs). */
+    qframe *f = frame_of(q);
+    if (f && f->lease && f->h == h) {
+        int rc = lease_complete(f, status);
+        if (rc != LEASE_FALLBACK) return rc;
+    }
     int rc = q_enter(q);
     if (rc) return rc;
     qreq *r;
@@ -232,7 +260,7 @@ static int forward_reserve(irpk_queue *dst, const irpk_req_opts *o, qreq **nr)
 
 static void forward_undo(irpk_queue *dst, qreq *nr)
 {
-    plat_lock_acquire(&dst->lock);
+    q_lock(dst);
     unreserve(dst, nr);
     q_leave(dst);
 }
@@ -240,7 +268,7 @@ static void forward_undo(irpk_queue *dst, qreq *nr)
 /* Phase 3: take r out of q. Fails if r changed hands while no lock was held. */
 static int forward_detach(irpk_queue *q, irpk_req_handle h)
 {
-    plat_lock_acquire(&q->lock); /* q cannot close meanwhile: close waits for running r */
+    q_lock(q); /* q cannot close meanwhile: close waits for running r */
     qreq *r;
     int rc = executor_lookup(q, h, &r);
     if (!rc && (r->decided || r->cancel_req)) {
@@ -283,7 +311,7 @@ int irpk_req_forward(irpk_queue *q, irpk_req_handle h, irpk_queue *dst, irpk_req
         forward_undo(dst, nr);
         return rc;
     }
-    plat_lock_acquire(&dst->lock); /* dst cannot close meanwhile: close waits for reservations */
+    q_lock(dst); /* dst cannot close meanwhile: close waits for reservations */
     publish(dst, nr);
     *new_h = req_handle(nr);
     q_leave(dst);
@@ -331,7 +359,7 @@ static int cancel_locked(irpk_queue *q, irpk_req_handle h)
         cancel_queued(q, r, IRPK_QS_CANCELLED);
         return IRPK_CANCEL_REMOVED;
     }
-    if (r->state == RS_RUNNING && !r->decided) {
+    if (r->state == RS_RUNNING && !r->decided && lease_mark_cancel(q, r)) {
         cancel_request(q, r, IRPK_NOTIFY_CANCEL);
         return IRPK_CANCEL_REQUESTED;
     }
@@ -379,7 +407,8 @@ int irpk_queue_cancel_owner(irpk_queue *q, uint64_t owner, size_t *removed, size
                 log_event(q, IRPK_EV_CANCEL_REQUEST, req_handle(r), 0);
                 cancel_queued(q, r, IRPK_QS_CANCELLED);
                 nrem++;
-            } else if (r->state == RS_RUNNING && !r->decided && !r->cancel_req) {
+            } else if (r->state == RS_RUNNING && !r->decided && !r->cancel_req &&
+                       lease_mark_cancel(q, r)) {
                 cancel_request(q, r, IRPK_NOTIFY_CANCEL);
                 nreq++;
             }

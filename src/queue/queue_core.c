@@ -47,6 +47,7 @@ qreq *slot_alloc(irpk_queue *q)
     r->status = 0;
     r->lane = NULL;
     r->og = NULL;
+    r->lease = NULL;
     r->heap_pos = NO_HEAP;
     ql_init(&r->link);
     ql_init(&r->age);
@@ -204,7 +205,7 @@ void publish(irpk_queue *q, qreq *r)
         r->og->refs--;
         ql_push_back(&r->og->reqs, &r->olink);
     }
-    r->t_submit = q->cfg.untimed ? q->t0 : plat_now_ns();
+    r->t_submit = q->timed ? plat_now_ns() : 0; /* a clock read only when ages are wanted */
     q->n_submitted++;
     log_event(q, IRPK_EV_SUBMIT, req_handle(r), 0);
     if (r->deadline) heap_push(q, r);
@@ -261,7 +262,7 @@ void pend_insert(irpk_queue *q, qreq *r, bool head)
         ql_push_front(&q->age, &r->age);
     else
         ql_push_back(&q->age, &r->age);
-    if (q->queued++ == 0 && q->cfg.mode == IRPK_QUEUE_MANUAL && q->dispatch_on)
+    if (q->queued++ == 0 && q->cfg.mode == IRPK_QUEUE_MANUAL && q->dispatch_on && q->cfg.on_ready)
         q->ready_pending = true;
     if (q->queued > q->max_queued_seen) q->max_queued_seen = q->queued;
     log_event(q, IRPK_EV_QUEUE, req_handle(r), 0);
@@ -347,13 +348,15 @@ void stop_running(irpk_queue *q, qreq *r)
 
 /* ------------------------------------------------------------------ the terminal transition */
 
-/* The single atomic terminal transition. Every path that can end a request (complete, cancel
- * of a queued request, deadline, purge, drop, stop disposition) calls this and acts only if it
- * won, so exactly one final status exists. All callers hold the queue lock today; the CAS keeps
- * the invariant independent of that (and is a scheduling point the explorer interleaves). */
+/* The single terminal transition. Every path that can end a request (complete, cancel of a
+ * queued request, deadline, purge, drop, stop disposition) calls this under the queue lock and
+ * acts only if it won, so exactly one final status exists. (While a dispatch lease holds the
+ * request, its lease word plays this role — see lease_complete/lease_detach — and settling the
+ * lease replays the winner here.) */
 bool decide(qreq *r, int32_t status)
 {
-    if (plat_cas32(&r->decided, 0, 1) != 0) return false;
+    if (r->decided) return false;
+    r->decided = 1;
     r->status = status;
     return true;
 }
@@ -403,7 +406,7 @@ void order_leave(irpk_queue *q, qreq *r)
 void release(irpk_queue *q, qreq *r)
 {
     r->state = RS_DONE;
-    heap_remove(q, r);
+    if (r->heap_pos != NO_HEAP) heap_remove(q, r);
     if (r->og) {
         ql_remove(&r->olink);
         owner_put(q, r->og);
@@ -491,21 +494,18 @@ int expire_due(irpk_queue *q, int64_t now)
     return n;
 }
 
-/* ------------------------------------------------------------------ callbacks and dispatch */
+/* ------------------------------------------------------------------ frames and wake-ups */
 
-typedef struct qframe {
-    irpk_queue *q;
-    struct qframe *up;
-} qframe;
+qframe **frame_top(void) { return (qframe **)&plat_self()->ext[PLAT_EXT_QUEUE]; }
 
-static qframe **frame_top(void) { return (qframe **)&plat_self()->ext[PLAT_EXT_QUEUE]; }
-
-bool in_own_callback(irpk_queue *q)
+qframe *frame_of(irpk_queue *q)
 {
     for (qframe *f = *frame_top(); f; f = f->up)
-        if (f->q == q) return true;
-    return false;
+        if (f->q == q) return f;
+    return NULL;
 }
+
+bool in_own_callback(irpk_queue *q) { return frame_of(q) != NULL; }
 
 void wake_word(volatile uint32_t *w, unsigned waiters)
 {
@@ -526,9 +526,172 @@ static void call_begin(irpk_queue *q)
 
 static void call_end(irpk_queue *q)
 {
-    plat_lock_acquire(&q->lock);
+    q_lock(q);
     q->cb_active--;
 }
+
+static void count_final(irpk_queue *q, int32_t status)
+{
+    if (status == IRPK_QS_CANCELLED)
+        q->n_cancelled++;
+    else if (status == IRPK_QS_TIMEDOUT)
+        q->n_timed_out++;
+    else if (status == IRPK_QS_DROPPED)
+        q->n_dropped++;
+    else
+        q->n_completed++;
+}
+
+/* Nothing a returning callback would have to do under the lock: no callback work pending,
+ * nothing waiting to be dispatched, no stop/drain/purge, nobody waiting. Only then may a
+ * callback end lock-free on a lease, and only otherwise are held leases poked. */
+static bool quiet(const irpk_queue *q)
+{
+    /* One OR of everything that must be zero: this is on the per-request path. */
+    uintptr_t busy = (uintptr_t)q->notify_head | (uintptr_t)q->stop_head |
+                     (uintptr_t)q->done_head | (uintptr_t)q->wm_pending |
+                     (uintptr_t)q->ready_pending | (uintptr_t)q->op | (uintptr_t)q->n_waiting;
+    return !busy && !(q->queued && q->dispatch_on && q->cfg.mode != IRPK_QUEUE_MANUAL);
+}
+
+/* ------------------------------------------------------------------ leases (see queue_internal.h) */
+
+static qlease *lease_grant(irpk_queue *q, enum lease_kind kind, qreq *r)
+{
+    uint32_t free = ~q->lease_mask & ((1u << LEASE_MAX) - 1);
+    if (!free) return NULL; /* all in use: the caller takes the locked path */
+    unsigned i = (unsigned)__builtin_ctz(free);
+    qlease *l = &q->leases[i];
+    q->lease_mask |= 1u << i;
+    l->kind = (uint8_t)kind;
+    l->r = r;
+    l->status = 0;
+    /* Plain store: a free lease has no holder, and every earlier access to it happened before
+     * this lock hold (it was settled under the lock after its last word was read). */
+    l->w = L_HELD;
+    q->cb_active++;
+    if (kind == LK_DISPATCH) r->lease = l;
+    return l;
+}
+
+/* The holder leaves: true if the lease now reads L_RET (a later lock holder settles it), false
+ * if L_SLOW asks the holder to settle it under the lock itself. Every bit another thread sets
+ * comes with L_SLOW, so a single CAS against the expected word decides. */
+static bool lease_return(qlease *l, bool done)
+{
+    int32_t expect = L_HELD | (done ? L_DONE : 0);
+    return plat_cas32(&l->w, expect, (expect & ~L_HELD) | L_RET) == expect;
+}
+
+/* The holder delivered r's completion itself (in-frame completion): release r without a
+ * second delivery. No notification can be pending (it would have set L_CANCEL) and dispatch
+ * leases are never granted to requests with a deadline, in-order completion or an event log. */
+static void release_delivered(irpk_queue *q, qreq *r)
+{
+    if (r->pins) plat_panic("queue: in-frame completion with a notification pending");
+    r->state = RS_DONE;
+    if (r->og) {
+        ql_remove(&r->olink);
+        owner_put(q, r->og);
+        r->og = NULL;
+    }
+    count_final(q, r->status);
+    slot_free(q, r);
+}
+
+/* Settle a lease whose holder has left (L_RET seen) or is the caller (came back on L_SLOW). */
+static void lease_settle(irpk_queue *q, qlease *l)
+{
+    int32_t w = plat_load32(&l->w);
+    qreq *r = l->r;
+    if (l->kind == LK_COMPLETE) {
+        slot_free(q, r); /* the completion callback has returned: the handle may go stale */
+    } else if (!(w & L_DETACHED)) {
+        r->lease = NULL;
+        if (w & L_DONE) {
+            stop_running(q, r);
+            if (!decide(r, l->status)) plat_panic("queue: leased request decided twice");
+            if (w & L_CANCEL)
+                release(q, r); /* the holder left the delivery to the notification's end */
+            else
+                release_delivered(q, r);
+        } else if (q->op == OP_STOP) {
+            stop_offer(q, r); /* a stop began while its handler ran: ask about it now */
+        }
+    }
+    q->lease_mask &= ~(1u << (unsigned)(l - q->leases));
+    l->r = NULL;
+    l->w = 0; /* plain: the holder has left or is the caller; pokers hold the lock */
+    q->cb_active--;
+}
+
+void leases_settle_returned(irpk_queue *q)
+{
+    for (uint32_t m = q->lease_mask; m; m &= m - 1) {
+        qlease *l = &q->leases[__builtin_ctz(m)];
+        if (plat_load32(&l->w) & L_RET) lease_settle(q, l);
+    }
+}
+
+/* Ask every holder to come back through the lock; settle the leases already returned. Returns
+ * true if it settled any (their bookkeeping may have made work for the loop). */
+static bool leases_poke(irpk_queue *q)
+{
+    bool settled = false;
+    for (uint32_t m = q->lease_mask; m; m &= m - 1) {
+        qlease *l = &q->leases[__builtin_ctz(m)];
+        if (plat_fetch_or32(&l->w, L_SLOW) & L_RET) {
+            lease_settle(q, l);
+            settled = true;
+        }
+    }
+    return settled;
+}
+
+/* A locked path (complete, requeue, forward, stop disposition) takes r over from its handler's
+ * lease. Returns IRPK_QE_ALREADY if the handler completed it in its frame first, else 0. */
+int lease_detach(irpk_queue *q, qreq *r)
+{
+    qlease *l = r->lease;
+    if (!l) return 0;
+    int32_t old = plat_load32(&l->w);
+    for (;;) {
+        if (old & L_DONE) return IRPK_QE_ALREADY;
+        int32_t seen = plat_cas32(&l->w, old, old | L_DETACHED | L_SLOW);
+        if (seen == old) break;
+        old = seen;
+    }
+    r->lease = NULL;
+    if (old & L_RET) lease_settle(q, l); /* its holder already left: finish the lease now */
+    return 0;
+}
+
+/* A cancel is about to notify r's handler. Returns false if the handler already completed r in
+ * its frame (the cancel is too late), else true; with on_cancel set the lease is marked so the
+ * completion waits for the notification to end. */
+bool lease_mark_cancel(irpk_queue *q, qreq *r)
+{
+    qlease *l = r->lease;
+    if (!l) return true;
+    int32_t add = q->cfg.on_cancel ? L_CANCEL | L_SLOW : 0;
+    int32_t old = plat_load32(&l->w);
+    for (;;) {
+        if (old & L_DONE) return false;
+        if (!add) return true; /* nothing to mark: the cancel is ordered before the completion */
+        int32_t seen = plat_cas32(&l->w, old, old | add);
+        if (seen == old) break;
+        old = seen;
+    }
+    if (old & L_RET) lease_settle(q, l); /* handler returned without completing: plain running */
+    return true;
+}
+
+bool decided_or_done(const qreq *r)
+{
+    return r->decided || (r->lease && (plat_load32(&r->lease->w) & L_DONE));
+}
+
+/* ------------------------------------------------------------------ deliveries */
 
 static void unpin(irpk_queue *q, qreq *r)
 {
@@ -540,30 +703,38 @@ static void unpin(irpk_queue *q, qreq *r)
         deliver_in_order(q, r);
 }
 
-static void deliver_completion(irpk_queue *q)
+/* Deliver the first completion. With may_leave, when nothing else is pending, the callback
+ * runs on a lease and this returns true with the lock released (the callback returned and no
+ * one poked the lease); otherwise it returns false with the lock held. */
+static bool deliver_completion(irpk_queue *q, bool may_leave)
 {
     qreq *r = q->done_head;
     q->done_head = r->done_next;
     if (!q->done_head) q->done_tail = NULL;
-    if (r->status == IRPK_QS_CANCELLED)
-        q->n_cancelled++;
-    else if (r->status == IRPK_QS_TIMEDOUT)
-        q->n_timed_out++;
-    else if (r->status == IRPK_QS_DROPPED)
-        q->n_dropped++;
-    else
-        q->n_completed++;
-    if (q->cfg.on_complete) {
-        irpk_req_handle h = req_handle(r);
-        int32_t status = r->status;
-        void *ctx = r->ctx;
-        call_begin(q);
-        q->cfg.on_complete(q, h, status, ctx, q->cfg.ctx);
-        call_end(q);
+    count_final(q, r->status);
+    if (!q->cfg.on_complete) {
+        slot_free(q, r);
+        return false;
     }
+    irpk_req_handle h = req_handle(r);
+    int32_t status = r->status;
+    void *ctx = r->ctx;
+    qlease *l = may_leave && quiet(q) ? lease_grant(q, LK_COMPLETE, r) : NULL;
+    if (l) {
+        plat_lock_release(&q->lock);
+        q->cfg.on_complete(q, h, status, ctx, q->cfg.ctx);
+        if (lease_return(l, false)) return true;
+        q_lock(q);
+        lease_settle(q, l); /* frees the slot: irpk_req_cancel_wait waits for exactly this */
+        return false;
+    }
+    call_begin(q);
+    q->cfg.on_complete(q, h, status, ctx, q->cfg.ctx);
+    call_end(q);
     /* The slot is recycled only after the callback returned: irpk_req_cancel_wait waits for
      * exactly this generation bump. */
     slot_free(q, r);
+    return false;
 }
 
 static void deliver_notify(irpk_queue *q)
@@ -591,7 +762,7 @@ static void deliver_stop(irpk_queue *q)
     irpk_stop_disposition d = q->cfg.on_stop(q, h, ctx, q->cfg.ctx);
     call_end(q);
     /* The executor may have completed it while on_stop ran: then the disposition is moot. */
-    if (r->state == RS_RUNNING) {
+    if (r->state == RS_RUNNING && lease_detach(q, r) == 0) {
         if (d == IRPK_STOP_REQUEUE) {
             executor_requeue(q, r);
         } else if (d == IRPK_STOP_COMPLETED) {
@@ -648,53 +819,214 @@ static void deliver_op_done(irpk_queue *q)
     call_end(q);
 }
 
-static bool dispatch_one(irpk_queue *q)
+enum { DISPATCHED_NONE = 0, DISPATCHED = 1, DISPATCHED_LEFT = 2 };
+
+/* Dispatch the next request. Eligible requests (no deadline; queue without event log or
+ * in-order completion) run on a dispatch lease: the handler may complete them in its frame,
+ * their completion is delivered right after the handler returns, and, with may_leave and
+ * nothing else pending, the loop ends lock-free (DISPATCHED_LEFT). */
+static int dispatch_one(irpk_queue *q, qframe *f, bool may_leave)
 {
     if (!q->dispatch_on || q->cfg.mode == IRPK_QUEUE_MANUAL || q->running_n >= q->limit)
-        return false;
+        return DISPATCHED_NONE;
     qreq *r = pend_pick(q);
-    if (!r) return false;
+    if (!r) return DISPATCHED_NONE;
     start_running(q, r);
     irpk_req_handle h = req_handle(r);
     void *ctx = r->ctx;
-    call_begin(q);
+    qlease *l = q->lease_ok && !r->deadline ? lease_grant(q, LK_DISPATCH, r) : NULL;
+    if (!l) {
+        call_begin(q);
+        q->cfg.on_dispatch(q, h, ctx, q->cfg.ctx);
+        call_end(q);
+        return DISPATCHED;
+    }
+    bool tail = may_leave && quiet(q);
+    f->h = h;
+    f->lease = l;
+    f->done = f->deliver = false;
+    plat_lock_release(&q->lock);
     q->cfg.on_dispatch(q, h, ctx, q->cfg.ctx);
-    call_end(q);
-    return true;
+    bool done = f->done;
+    f->h = 0;
+    f->lease = NULL;
+    /* Still inside the lease (counted as a running callback): the completion runs after the
+     * handler returned, as on the locked path. */
+    if (f->deliver && q->cfg.on_complete) q->cfg.on_complete(q, h, l->status, ctx, q->cfg.ctx);
+    if (tail && lease_return(l, done)) return DISPATCHED_LEFT;
+    q_lock(q);
+    lease_settle(q, l);
+    return DISPATCHED;
 }
 
 /* The dispatch loop (KMDF FxIoQueue style). Runs every pending notification, completion and
  * dispatch of q. A thread already inside this loop for q (i.e. inside one of q's callbacks)
  * returns at once: the outer loop re-examines the queue under the lock after the callback
- * returns — that re-check is the "run again" flag — so handler → complete → next handler is
- * iteration, never recursion, and no wake-up is lost. Other threads run their own loop, which
- * is what lets PARALLEL queues run handlers concurrently. */
-void flush(irpk_queue *q)
+ * returns — that re-check is the "run again" flag; an outer loop that ends lock-free on a lease
+ * is poked instead (q_leave) — so handler → complete → next handler is iteration, never
+ * recursion, and no wake-up is lost. Other threads run their own loop, which is what lets
+ * PARALLEL queues run handlers concurrently. Returns true if it released the lock (only with
+ * may_leave: its last callback ended lock-free on a lease). */
+static bool run_loop(irpk_queue *q, bool may_leave)
 {
     qframe **top = frame_top();
     for (qframe *f = *top; f; f = f->up)
-        if (f->q == q) return;
-    qframe me = {q, *top};
+        if (f->q == q) return false;
+    qframe me = {q, *top, 0, NULL, false, false};
     *top = &me;
+    bool left = false;
     for (;;) {
-        if (q->notify_head)
+        if (q->notify_head) {
             deliver_notify(q);
-        else if (q->stop_head)
+        } else if (q->stop_head) {
             deliver_stop(q);
-        else if (q->done_head)
-            deliver_completion(q);
-        else if (q->wm_pending)
+        } else if (q->done_head) {
+            if ((left = deliver_completion(q, may_leave))) break;
+        } else if (q->wm_pending) {
             deliver_watermark(q);
-        else if (q->ready_pending)
+        } else if (q->ready_pending) {
             deliver_ready(q);
-        else if (dispatch_one(q))
-            continue;
-        else if (op_finished(q))
+        } else {
+            int d = dispatch_one(q, &me, may_leave);
+            if ((left = d == DISPATCHED_LEFT)) break;
+            if (d == DISPATCHED) continue;
+            if (!op_finished(q)) break;
             deliver_op_done(q);
-        else
-            break;
+        }
     }
     *top = me.up;
+    return left;
+}
+
+void flush(irpk_queue *q) { run_loop(q, false); }
+
+void q_leave(irpk_queue *q)
+{
+    if (quiet(q)) { /* nothing to run and nobody to poke: the common end of a call */
+        plat_lock_release(&q->lock);
+        return;
+    }
+    for (;;) {
+        if (run_loop(q, true)) return;
+        /* Work left that a lease holder must come back for (or that we could not run because
+         * we are inside one of q's callbacks ourselves): poke the holders. */
+        if (!q->lease_mask || quiet(q) || !leases_poke(q)) break;
+    }
+    plat_lock_release(&q->lock);
+}
+
+/* ------------------------------------------------------------------ the submit fast path */
+
+/* An idle dispatching queue runs a new request's handler at once, on a dispatch lease, with one
+ * lock round trip: what publish + the dispatch loop would do, minus the pending structures the
+ * request would only pass through. Taken only when the outcome is the same as on the normal
+ * path: nothing queued or pending, no stop/drain/purge or waiter, room to run, and not from
+ * one of q's own callbacks (those never dispatch inline: no recursion). */
+static bool fast_ok(const irpk_queue *q, const irpk_req_opts *o, const qlease *reuse,
+                    qframe *const *top)
+{
+    if (!q->lease_ok || o->deadline_ns || !q->dispatch_on || !q->accepting || q->queued ||
+        q->cfg.mode > IRPK_QUEUE_PARALLEL) /* SEQUENTIAL or PARALLEL */
+        return false;
+    if (q->running_n - (reuse ? 1 : 0) >= q->limit) return false;
+    if (!reuse && q->lease_mask == (1u << LEASE_MAX) - 1) return false;
+    if (!quiet(q)) return false;
+    for (const qframe *f = *top; f; f = f->up)
+        if (f->q == q) return false;
+    return true;
+}
+
+/* The slot of a returned dispatch lease whose request was completed in its handler's frame and
+ * delivered: finish that occupant (what lease_settle + release_delivered + slot_free would do)
+ * and make the slot, still on the running list, the next request's. */
+static void recycle(irpk_queue *q, qlease *l, qreq *r)
+{
+    count_final(q, l->status);
+    if (r->og) {
+        ql_remove(&r->olink);
+        owner_put(q, r->og);
+        r->og = NULL;
+    }
+    r->gen = (r->gen + 1) & ((1ull << 40) - 1); /* the old handle goes stale, as in slot_free */
+    if (r->gen == 0) r->gen = 1;
+    r->cancel_req = r->acked = 0;
+    r->decided = 0;
+    r->status = 0;
+    l->status = 0;
+    l->w = L_HELD; /* plain: its holder has left (L_RET seen under the lock) */
+}
+
+int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
+{
+    qframe **top = frame_top(); /* thread-local: looked up before taking the lock */
+    plat_lock_acquire(&q->lock); /* settling returned leases (q_lock's job) happens below */
+    if (q->closed) {
+        plat_lock_release(&q->lock);
+        return IRPK_QE_CLOSED;
+    }
+    qlease *reuse = NULL;
+    for (uint32_t m = q->lease_mask; m; m &= m - 1) {
+        qlease *l = &q->leases[__builtin_ctz(m)];
+        int32_t w = plat_load32(&l->w);
+        if (!(w & L_RET)) continue;
+        if (!reuse && w == (L_RET | L_DONE) && l->kind == LK_DISPATCH)
+            reuse = l;
+        else
+            lease_settle(q, l);
+    }
+    if (!fast_ok(q, o, reuse, top)) goto no;
+    qowner *og = NULL;
+    if (o->owner) {
+        if (!(og = owner_get(q, o->owner))) goto no;
+        og->refs++; /* the old occupant may be its last member: keep it */
+    }
+    qreq *r;
+    qlease *l = reuse;
+    if (l) {
+        r = l->r;
+        recycle(q, l, r);
+    } else {
+        r = slot_alloc(q);
+        if (!r) {
+            if (og) og->refs--, owner_put(q, og);
+            return 0; /* the normal path reports NOMEM */
+        }
+        r->state = RS_RUNNING;
+        ql_push_back(&q->running, &r->link);
+        q->running_n++;
+        l = lease_grant(q, LK_DISPATCH, r);
+    }
+    r->ctx = o->ctx;
+    r->key = o->key;
+    r->owner = o->owner;
+    r->deadline = 0;
+    r->t_submit = q->timed ? plat_now_ns() : 0;
+    if (og) {
+        r->og = og;
+        ql_push_back(&og->reqs, &r->olink);
+        og->refs--;
+    }
+    if (q->cfg.order == IRPK_ORDER_ELEVATOR) q->cursor = o->key + 1;
+    q->n_submitted++;
+    irpk_req_handle h = req_handle(r);
+    if (out) *out = h;
+    void *ctx = r->ctx;
+    qframe me = {q, *top, h, l, false, false};
+    *top = &me;
+    plat_lock_release(&q->lock);
+    q->cfg.on_dispatch(q, h, ctx, q->cfg.ctx);
+    me.h = 0;
+    me.lease = NULL;
+    if (me.deliver && q->cfg.on_complete) q->cfg.on_complete(q, h, l->status, ctx, q->cfg.ctx);
+    *top = me.up;
+    if (lease_return(l, me.done)) return 1;
+    q_lock(q);
+    lease_settle(q, l);
+    q_leave(q);
+    return 1;
+no:
+    if (reuse) lease_settle(q, reuse);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ event log */
@@ -713,7 +1045,7 @@ void log_append(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h, int32
 int q_enter(irpk_queue *q)
 {
     if (!q) return IRPK_QE_INVAL;
-    plat_lock_acquire(&q->lock);
+    q_lock(q);
     if (q->closed) {
         plat_lock_release(&q->lock);
         return IRPK_QE_CLOSED;
@@ -722,13 +1054,20 @@ int q_enter(irpk_queue *q)
 }
 
 /* Sleep until *w changes. Called with the lock held; the sample is taken under the lock and
- * every writer bumps *w under it (wake_word), so the change cannot be missed. */
+ * every writer bumps *w under it (wake_word), so the change cannot be missed. What the caller
+ * waits for may need a lease holder to come back through the lock: the holders are poked first
+ * (and if that settled a lease, the caller re-checks instead of sleeping). */
 void wait_word(irpk_queue *q, volatile uint32_t *w, unsigned *waiters)
 {
     uint32_t seen = (uint32_t)plat_load32((volatile int32_t *)w);
     (*waiters)++;
-    plat_lock_release(&q->lock);
-    plat_wait(w, seen, PLAT_FOREVER);
-    plat_lock_acquire(&q->lock);
+    q->n_waiting++;
+    if (!(q->lease_mask && leases_poke(q))) {
+        plat_lock_release(&q->lock);
+        plat_wait(w, seen, PLAT_FOREVER);
+        q_lock(q);
+    }
+    flush(q);
+    q->n_waiting--;
     (*waiters)--;
 }

@@ -2,19 +2,26 @@
  * deadline timer thread. */
 #include "queue/queue_internal.h"
 
+/* Offer one running request to on_stop (queued for the dispatch loop). */
+void stop_offer(irpk_queue *q, qreq *r)
+{
+    if (!q->cfg.on_stop || r->acked) return; /* no handler: stop waits for completion */
+    r->pins++; /* the request stays valid until on_stop has returned */
+    r->stop_next = NULL;
+    if (q->stop_tail)
+        q->stop_tail->stop_next = r;
+    else
+        q->stop_head = r;
+    q->stop_tail = r;
+}
+
 static void offer_to_stop_handler(irpk_queue *q)
 {
-    if (!q->cfg.on_stop) return; /* no handler: stop waits for running requests to complete */
     for (qlink *p = q->running.next; p != &q->running; p = p->next) {
         qreq *r = QL_ENTRY(p, qreq, link);
-        if (r->acked) continue;
-        r->pins++; /* the request stays valid until on_stop has returned */
-        r->stop_next = NULL;
-        if (q->stop_tail)
-            q->stop_tail->stop_next = r;
-        else
-            q->stop_head = r;
-        q->stop_tail = r;
+        /* A request whose handler is still inside on_dispatch on a lease is offered when the
+         * lease is settled (the stop pokes it), so on_stop never races its own on_dispatch. */
+        if (!r->lease) stop_offer(q, r);
     }
 }
 
@@ -23,7 +30,7 @@ static void purge_all(irpk_queue *q)
     while (!ql_empty(&q->age)) cancel_queued(q, QL_ENTRY(q->age.next, qreq, age), IRPK_QS_CANCELLED);
     for (qlink *p = q->running.next; p != &q->running; p = p->next) {
         qreq *r = QL_ENTRY(p, qreq, link);
-        if (!r->decided) cancel_request(q, r, IRPK_NOTIFY_CANCEL);
+        if (!r->decided && lease_mark_cancel(q, r)) cancel_request(q, r, IRPK_NOTIFY_CANCEL);
     }
 }
 
@@ -75,7 +82,7 @@ static int run_sync(irpk_queue *q, enum queue_op op)
     uint32_t seen = q->op_word;
     flush(q);
     while (q->op_word == seen) wait_word(q, &q->op_word, &q->op_waiters);
-    plat_lock_release(&q->lock);
+    q_leave(q);
     return 0;
 }
 
@@ -98,7 +105,7 @@ int irpk_queue_start(irpk_queue *q)
     for (qlink *p = q->running.next; p != &q->running; p = p->next)
         QL_ENTRY(p, qreq, link)->acked = 0; /* a later stop asks about them again */
     q->acked_n = 0;
-    if (q->cfg.mode == IRPK_QUEUE_MANUAL && q->queued) q->ready_pending = true;
+    if (q->cfg.mode == IRPK_QUEUE_MANUAL && q->queued && q->cfg.on_ready) q->ready_pending = true;
     q_leave(q);
     return 0;
 }
@@ -119,7 +126,7 @@ int irpk_queue_run_timers(irpk_queue *q, int64_t now_ns)
 static void timer_main(void *arg)
 {
     irpk_queue *q = arg;
-    plat_lock_acquire(&q->lock);
+    q_lock(q);
     while (!q->timer_quit) {
         expire_due(q, plat_now_ns());
         flush(q); /* completions, notifications, and dispatches a callback made room for */
@@ -128,7 +135,7 @@ static void timer_main(void *arg)
         uint32_t seen = q->timer_word;
         plat_lock_release(&q->lock);
         plat_wait(&q->timer_word, seen, next);
-        plat_lock_acquire(&q->lock);
+        q_lock(q);
     }
     plat_lock_release(&q->lock);
 }

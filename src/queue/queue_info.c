@@ -13,8 +13,10 @@ int irpk_req_info_get(irpk_queue *q, irpk_req_handle h, irpk_req_info *info)
     bool gone;
     qreq *r = req_lookup(q, h, &gone);
     if (r) {
-        *info = (irpk_req_info){(irpk_req_state)(r->state - RS_RESERVED), r->cancel_req, r->ctx,
-                                r->key, r->owner, r->deadline, plat_now_ns() - r->t_submit};
+        irpk_req_state st = (irpk_req_state)(r->state - RS_RESERVED);
+        if (st == IRPK_REQ_RUNNING && decided_or_done(r) && !r->decided) st = IRPK_REQ_DONE;
+        *info = (irpk_req_info){st, r->cancel_req, r->ctx, r->key, r->owner, r->deadline,
+                                q->timed ? plat_now_ns() - r->t_submit : -1};
     }
     plat_lock_release(&q->lock);
     return r ? 0 : IRPK_QE_STALE;
@@ -50,7 +52,7 @@ int irpk_queue_peek(irpk_queue *q, irpk_req_handle *out)
 int irpk_queue_stats_get(irpk_queue *q, irpk_queue_stats *s)
 {
     if (!q || !s) return IRPK_QE_INVAL;
-    plat_lock_acquire(&q->lock);
+    q_lock(q);
     *s = (irpk_queue_stats){q->accepting, q->dispatch_on, q->closed, q->queued, q->running_n,
                             q->live, q->n_submitted, q->n_completed, q->n_cancelled,
                             q->n_timed_out, q->n_dropped, q->n_rejected, q->n_fwd,
@@ -62,7 +64,7 @@ int irpk_queue_stats_get(irpk_queue *q, irpk_queue_stats *s)
 int irpk_queue_events(irpk_queue *q, irpk_queue_event *out, size_t max)
 {
     if (!q || (!out && max)) return IRPK_QE_INVAL;
-    plat_lock_acquire(&q->lock);
+    q_lock(q);
     size_t n = q->log_n < max ? q->log_n : max;
     size_t first = q->log_n - n; /* keep the newest n */
     for (size_t i = 0; i < n; i++) out[i] = q->log[(q->log_head + first + i) % q->cfg.log_capacity];
@@ -100,14 +102,16 @@ static const char *state_name(const qreq *r)
 {
     static const char *const names[] = {"free", "reserved", "QUEUED", "RUNNING", "DONE"};
     if (r->state == RS_RUNNING && r->decided) return "RUNNING(timed out)";
+    if (r->state == RS_RUNNING && decided_or_done(r)) return "DONE";
     return names[r->state];
 }
 
-static void dump_request(sbuf *b, const qreq *r, int64_t now)
+static void dump_request(sbuf *b, const qreq *r, int64_t now, bool timed)
 {
-    sb_printf(b, "  req 0x%llx %s owner=%llu key=%llu age=%.3fms cancel=%d", (unsigned long long)req_handle(r),
-              state_name(r), (unsigned long long)r->owner, (unsigned long long)r->key,
-              (double)(now - r->t_submit) / 1e6, r->cancel_req);
+    sb_printf(b, "  req 0x%llx %s owner=%llu key=%llu", (unsigned long long)req_handle(r),
+              state_name(r), (unsigned long long)r->owner, (unsigned long long)r->key);
+    if (timed) sb_printf(b, " age=%.3fms", (double)(now - r->t_submit) / 1e6);
+    sb_printf(b, " cancel=%d", r->cancel_req);
     if (r->deadline) sb_printf(b, " deadline=%+.3fms", (double)(r->deadline - now) / 1e6);
     if (r->pins) sb_printf(b, " notifying=%u", r->pins);
     sb_printf(b, "\n");
@@ -119,7 +123,7 @@ int irpk_queue_dump(irpk_queue *q, char *buf, size_t n)
     static const char *const ops[] = {"none", "stop", "drain", "purge"};
     sbuf b = {buf, n, 0};
     if (n) buf[0] = 0;
-    plat_lock_acquire(&q->lock);
+    q_lock(q);
     int64_t now = plat_now_ns();
     sb_printf(&b, "queue \"%s\": accepting=%d dispatching=%d closed=%d pending-op=%s queued=%zu "
               "running=%zu (acknowledged %zu) live=%zu callbacks-running=%u\n",
@@ -128,7 +132,7 @@ int irpk_queue_dump(irpk_queue *q, char *buf, size_t n)
     for (uint32_t c = 0; c < q->nchunks; c++)
         for (uint32_t i = 0; i < SLOT_CHUNK; i++) {
             const qreq *r = &q->chunks[c][i];
-            if (r->state >= RS_QUEUED) dump_request(&b, r, now);
+            if (r->state >= RS_QUEUED) dump_request(&b, r, now, q->timed);
         }
     plat_lock_release(&q->lock);
     return b.len > INT32_MAX ? INT32_MAX : (int)b.len;

@@ -58,6 +58,7 @@ enum qreq_state { RS_FREE = 0, RS_RESERVED, RS_QUEUED, RS_RUNNING, RS_DONE };
 
 typedef struct qlane qlane;
 typedef struct qowner qowner;
+typedef struct qlease qlease;
 
 typedef struct qreq {
     uint64_t gen;            /* generation of the current (or next) occupant */
@@ -69,8 +70,10 @@ typedef struct qreq {
     uint8_t forwarded;       /* left for another queue: release frees the slot silently */
     uint8_t notify_reason;
     uint16_t pins;           /* notifications / stop callbacks in flight for this request */
-    volatile int32_t decided;/* the terminal transition word: 0 → 1 exactly once (plat_cas32) */
+    int32_t decided;         /* the terminal transition: 0 → 1 exactly once, under the lock (while
+                                a dispatch lease holds the request, its lease word decides) */
     int32_t status;          /* final status, written by the winner of `decided` */
+    qlease *lease;           /* the dispatch lease whose handler is running this request, or NULL */
     void *ctx;
     uint64_t key, owner;
     int64_t deadline, t_submit;
@@ -103,6 +106,58 @@ struct qowner {
 };
 
 enum queue_op { OP_NONE = 0, OP_STOP, OP_DRAIN, OP_PURGE };
+
+/* ------------------------------------------------------------------ leases
+ *
+ * A lease lets one callback end without taking the queue lock again. It is granted under the
+ * lock (the callback is counted in cb_active from then on); when the callback returns, its
+ * thread flips the lease word to L_RET with one CAS and leaves. The next lock holder settles the
+ * lease (the bookkeeping the old "re-lock after every callback" did: cb_active--, slot release,
+ * running slot release). Anyone who, under the lock, needs the holder to come back through the
+ * lock instead — work it must run, a stop/drain/purge waiting for callbacks, a waiter — sets
+ * L_SLOW ("poke"); then the holder's CAS fails and it takes the lock and settles the lease
+ * itself. Either the poke sees L_RET (and the poker settles) or the holder sees L_SLOW: one CAS
+ * against one fetch_or on the same word, so nothing is missed.
+ *
+ * A dispatch lease also carries the terminal transition of its request while the handler runs:
+ * irpk_req_complete from inside that on_dispatch sets L_DONE with one CAS (no lock), and every
+ * locked path that wants to end, move or notify the request first flips the same word
+ * (L_DETACHED: taken over; L_CANCEL: a cancel notification is pending) — both fail once L_DONE
+ * is set, and the handler's CAS fails once L_DETACHED is set. Exactly one of them wins. */
+enum lease_kind { LK_DISPATCH = 1, LK_COMPLETE = 2 };
+enum lease_bits {
+    L_HELD = 1,     /* the holder is inside the callback */
+    L_DONE = 2,     /* dispatch: the handler completed the request in its frame (status below) */
+    L_CANCEL = 4,   /* dispatch: a cancel notification was queued before L_DONE */
+    L_DETACHED = 8, /* dispatch: a locked path took the request over (complete/requeue/forward) */
+    L_SLOW = 16,    /* the holder must come back through the lock when the callback returns */
+    L_RET = 32,     /* the callback returned without the lock; settle pending */
+};
+#define LEASE_MAX 8
+
+struct qlease {
+    union {
+        struct {
+            volatile int32_t w; /* lease_bits; plain writes only while no holder exists */
+            uint8_t kind;       /* enum lease_kind, under the lock */
+            int32_t status;     /* dispatch: the in-frame status, written before L_DONE */
+            qreq *r;            /* under the lock */
+        };
+        char line[64]; /* one lease per cache line: holders on different CPUs do not collide */
+    };
+};
+
+/* The per-thread record of a dispatch loop running for one queue (plat_self()->ext); the
+ * frames of one thread form a stack, one per queue at most. While the loop runs a leased
+ * on_dispatch, h/lease name that request, and the handler's in-frame completion fills done. */
+typedef struct qframe {
+    irpk_queue *q;
+    struct qframe *up;
+    irpk_req_handle h;
+    qlease *lease;
+    bool done;     /* the handler completed h in this frame */
+    bool deliver;  /* ... and no cancel notification was pending: deliver it after the handler */
+} qframe;
 
 #define SLOT_CHUNK 1024u
 #define SLOT_MAX (1u << 24) /* handle = generation << 24 | slot index */
@@ -143,10 +198,15 @@ struct irpk_queue {
     enum queue_op op;
     irpk_done_fn op_done;
     void *op_ctx;
-    unsigned cb_active; /* callbacks of this queue running right now (any thread) */
+    unsigned cb_active; /* callbacks of this queue running right now (any thread), held leases
+                           included */
+    uint32_t lease_mask; /* leases[i] in use */
+    bool lease_ok;       /* the configuration allows dispatch leases (no log, no in-order) */
+    bool timed;          /* read the clock per submit (config.timed or aging) */
     qreq *done_head, *done_tail, *notify_head, *notify_tail, *stop_head, *stop_tail;
     volatile uint32_t op_word, space_word, release_word;
     unsigned op_waiters, space_waiters, release_waiters;
+    unsigned n_waiting; /* all waiters (quiet() reads one word instead of three) */
 
     /* timer thread (lazily started, per queue) */
     plat_thread *timer;
@@ -161,6 +221,8 @@ struct irpk_queue {
     irpk_queue_event *log;
     size_t log_n, log_head;
     uint64_t log_seq;
+
+    qlease leases[LEASE_MAX];
 };
 
 /* ------------------------------------------------------------------ core (queue_core.c) */
@@ -177,6 +239,15 @@ qowner *owner_get(irpk_queue *q, uint64_t owner);
 void owner_put(irpk_queue *q, qowner *o);
 
 int reserve(irpk_queue *q, const irpk_req_opts *o, qreq **out);
+/* A submission in two steps (the IRP adapter arms its cancel routine in between). With the lock
+ * held: admission, deadline timer and reservation; on failure the lock is released. Then
+ * submit_publish makes the request QUEUED (the caller leaves with q_leave), or unreserve gives
+ * the reservation back. */
+int submit_reserve(irpk_queue *q, const irpk_req_opts *o, qreq **r, bool *drop);
+void submit_publish(irpk_queue *q, qreq *r, bool drop);
+/* The RUNNING request named by h (taken over from its handler's lease), or why h cannot be
+ * acted on by an executor: STALE, NOTOWNER (queued), ALREADY. */
+int executor_lookup(irpk_queue *q, irpk_req_handle h, qreq **out);
 void unreserve(irpk_queue *q, qreq *r);
 void publish(irpk_queue *q, qreq *r);
 
@@ -203,6 +274,38 @@ int expire_due(irpk_queue *q, int64_t now);
 
 void flush(irpk_queue *q);
 void wait_word(irpk_queue *q, volatile uint32_t *w, unsigned *waiters);
+qframe **frame_top(void);
+qframe *frame_of(irpk_queue *q);
+/* Take q's lock and try the submit fast path: 1 = submitted (lock released), 0 = not taken
+ * (lock held, returned leases settled), or IRPK_QE_CLOSED (lock released). */
+int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out);
+bool decided_or_done(const qreq *r);
+#define LEASE_FALLBACK 100 /* lease_complete: take the locked path */
+
+/* The handler completes its own request from inside on_dispatch (no lock): one CAS sets L_DONE
+ * unless a locked path detached the request first. Returns 0, IRPK_QE_ALREADY, or
+ * LEASE_FALLBACK (detached: the locked path decides what the call means now). Inline: it is
+ * half of the per-request fast path. */
+static inline int lease_complete(qframe *f, int32_t status)
+{
+    if (f->done) return IRPK_QE_ALREADY;
+    qlease *l = f->lease;
+    l->status = status; /* read by others only after they observe L_DONE */
+    int32_t old = L_HELD;
+    for (;;) {
+        int32_t seen = plat_cas32(&l->w, old, old | L_DONE);
+        if (seen == old) break;
+        if (seen & L_DETACHED) return LEASE_FALLBACK;
+        old = seen; /* L_SLOW / L_CANCEL arrived meanwhile: keep them */
+    }
+    f->done = true;
+    f->deliver = !(old & L_CANCEL); /* a pending cancel notification delivers it at its end */
+    return 0;
+}
+void stop_offer(irpk_queue *q, qreq *r);
+int lease_detach(irpk_queue *q, qreq *r);
+bool lease_mark_cancel(irpk_queue *q, qreq *r);
+void leases_settle_returned(irpk_queue *q);
 int timer_ensure(irpk_queue *q);
 int begin_op(irpk_queue *q, enum queue_op op, irpk_done_fn fn, void *ctx);
 bool in_own_callback(irpk_queue *q);
@@ -214,12 +317,16 @@ static inline void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_ha
     if (q->cfg.log_capacity) log_append(q, t, h, status); /* inline test: off costs nothing */
 }
 
+/* Take q's lock and settle the leases that returned meanwhile. Every lock acquisition of the
+ * queue goes through here (or q_enter), so a returned lease is never overlooked. */
+static inline void q_lock(irpk_queue *q)
+{
+    plat_lock_acquire(&q->lock);
+    if (q->lease_mask) leases_settle_returned(q);
+}
 /* Lock q and check it is usable; returns 0 with the lock held or an error without it. */
 int q_enter(irpk_queue *q);
-static inline void q_leave(irpk_queue *q)
-{
-    flush(q);
-    plat_lock_release(&q->lock);
-}
+/* Run the dispatch loop (its last callback may end lock-free on a lease) and release the lock. */
+void q_leave(irpk_queue *q);
 
 #endif

@@ -124,6 +124,11 @@ TEST(event_log_records_each_step_once)
     irpk_req_complete(q, h, 9);
     irpk_queue_event ev[16];
     int n = irpk_queue_events(q, ev, 16);
+    if (!QTEST_HAS_LOG) {
+        CHECK_EQ(n, 0);
+        irpk_queue_free(q);
+        return;
+    }
     static const irpk_queue_event_type want[] = {IRPK_EV_SUBMIT, IRPK_EV_QUEUE, IRPK_EV_DISPATCH,
                                                  IRPK_EV_CANCEL_REQUEST, IRPK_EV_COMPLETE};
     REQUIRE(n == 5);
@@ -289,7 +294,9 @@ TEST(timer_thread_expires_queued_request)
         plat_sleep_ns(1000000);
     }
     CHECK_EQ(s.timed_out, 1);
-    CHECK_EQ(irpk_req_cancel(q, h), IRPK_CANCEL_TOO_LATE);
+    /* _wait: the timer thread may still be inside the completion callback (the recorder is
+     * not thread-safe); this returns once that callback has returned. */
+    CHECK_EQ(irpk_req_cancel_wait(q, h), IRPK_CANCEL_TOO_LATE);
     CHECK_EQ(irpk_req_cancel(q, late), IRPK_CANCEL_REMOVED);
     irpk_queue_free(q);
 }

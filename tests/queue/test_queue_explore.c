@@ -1,7 +1,8 @@
 /* Request queue under the race explorer: the platform's explore backend runs each scenario as
  * fibers and a random chooser picks the interleaving at every lock, atomic and wait, so many
  * distinct schedules of complete / cancel / deadline / stop / close are checked for the queue's
- * invariants (exactly one completion, consistent outcomes, the lifetime barrier). */
+ * invariants (exactly one completion, consistent outcomes, the lifetime barrier), including
+ * handlers that run on a dispatch lease and complete their request lock-free. */
 #include "platform/explore.h"
 #include "qtest.h"
 
@@ -174,4 +175,142 @@ TEST(explore_queued_request_retrieve_cancel_deadline)
 TEST(explore_stop_sync_and_close_are_lifetime_barriers)
 {
     explore(barrier_race, irpk_test_scale(2000));
+}
+
+/* ------------------------------------------------------------------ dispatch leases
+ *
+ * A handler running inline on a lease (SEQUENTIAL, no event log) completes its request in its
+ * frame — one CAS on the lease word, no lock — while other threads cancel it (with a
+ * notification), complete it a second time, or stop the queue. Checked: one completion with
+ * the winner's status, exactly one successful completer, the notification never after the
+ * completion, and stop_sync / close never returning while a callback (the lease) runs. */
+
+static struct {
+    irpk_queue *q;
+    volatile irpk_req_handle h;
+    int completions, notifies, in_notify, in_callback;
+    int32_t status;
+    int inframe_rc, other_rc, cancel_rc, notify_overlap;
+} L;
+
+static void l_dispatch(irpk_queue *q, irpk_req_handle h, void *r, void *c)
+{
+    (void)r, (void)c;
+    L.in_callback = 1;
+    L.h = h;
+    plat_yield(); /* the other threads run here */
+    L.inframe_rc = irpk_req_complete(q, h, 7);
+    plat_yield();
+    L.in_callback = 0;
+}
+static void l_complete(irpk_queue *q, irpk_req_handle h, int32_t status, void *r, void *c)
+{
+    (void)q, (void)h, (void)r, (void)c;
+    if (L.in_notify) L.notify_overlap = 1;
+    L.in_callback = 1;
+    plat_yield();
+    L.completions++;
+    L.status = status;
+    L.in_callback = 0;
+}
+static void l_notify(irpk_queue *q, irpk_req_handle h, irpk_notify_reason why, void *r, void *c)
+{
+    (void)q, (void)h, (void)why, (void)r, (void)c;
+    L.in_notify = 1;
+    plat_yield();
+    if (L.completions) L.notify_overlap = 1; /* a notification after the completion */
+    L.notifies++;
+    L.in_notify = 0;
+}
+static irpk_queue *l_queue(void)
+{
+    irpk_queue_config c;
+    irpk_queue_config_init(&c);
+    c.on_dispatch = l_dispatch;
+    c.on_complete = l_complete;
+    c.on_cancel = l_notify;
+    irpk_queue *q = NULL;
+    if (irpk_queue_create(&c, &q)) plat_explore_fail("assert", "create failed");
+    return q;
+}
+static void l_wait_handle(void)
+{
+    while (!L.h) plat_yield();
+}
+static void l_cancel(void *a) { (void)a, l_wait_handle(), L.cancel_rc = irpk_req_cancel(L.q, L.h); }
+static void l_complete_again(void *a)
+{
+    (void)a, l_wait_handle(), L.other_rc = irpk_req_complete(L.q, L.h, 9);
+}
+static void l_submit(void *a)
+{
+    (void)a;
+    irpk_req_opts o = {0};
+    irpk_queue_submit(L.q, &o, NULL); /* idle queue: the handler runs here, on a lease */
+}
+
+static void lease_complete_cancel_complete(void *arg)
+{
+    (void)arg;
+    memset(&L, 0, sizeof L);
+    L.q = l_queue();
+    run3(l_submit, l_cancel, l_complete_again);
+    expect(L.completions == 1, "not exactly one completion");
+    expect((L.inframe_rc == 0) != (L.other_rc == 0), "not exactly one successful completer");
+    expect(L.status == (L.inframe_rc == 0 ? 7 : 9), "the winner's status was not delivered");
+    expect(L.inframe_rc == 0 || L.inframe_rc == IRPK_QE_ALREADY || L.inframe_rc == IRPK_QE_STALE,
+           "handler: bad result");
+    expect(L.other_rc == 0 || L.other_rc == IRPK_QE_ALREADY || L.other_rc == IRPK_QE_STALE,
+           "second completer: bad result");
+    expect(!L.notify_overlap, "cancel notification overlapped or followed the completion");
+    expect(L.cancel_rc == IRPK_CANCEL_REQUESTED ? L.notifies == 1 : L.notifies == 0,
+           "notification count does not match the cancel result");
+    expect(L.cancel_rc == IRPK_CANCEL_REQUESTED || L.cancel_rc == IRPK_CANCEL_TOO_LATE,
+           "bad cancel result");
+    irpk_req_info info;
+    expect(irpk_req_info_get(L.q, L.h, &info) == IRPK_QE_STALE, "request still live");
+    irpk_queue_free(L.q);
+}
+
+static void l_submit_two(void *a)
+{
+    (void)a;
+    irpk_req_opts o = {0};
+    irpk_queue_submit(L.q, &o, NULL); /* idle: runs here on a lease */
+    irpk_queue_submit(L.q, &o, NULL); /* queued behind, or running on the next lease */
+}
+/* stop_sync, then close, from one thread: each must return with no callback running. */
+static void l_stop_then_close(void *a)
+{
+    (void)a;
+    l_wait_handle();
+    expect(irpk_queue_stop_sync(L.q) == 0, "stop_sync failed");
+    expect(!L.in_callback && !L.in_notify, "callback running after stop_sync returned");
+    expect(L.completions >= 1, "stop returned before the running request completed");
+    expect(irpk_queue_start(L.q) == 0, "start failed");
+    expect(irpk_queue_close(L.q) == 0, "close failed");
+    expect(!L.in_callback && !L.in_notify, "callback running after close returned");
+}
+
+static void lease_stop_and_close_are_barriers(void *arg)
+{
+    (void)arg;
+    memset(&L, 0, sizeof L);
+    L.q = l_queue();
+    run3(l_submit_two, l_stop_then_close, l_cancel);
+    irpk_queue_stats s;
+    irpk_queue_stats_get(L.q, &s);
+    expect(s.live == 0 && s.submitted == s.completed + s.cancelled, "requests left behind");
+    expect(L.completions == (int)s.submitted, "completion count");
+    irpk_queue_free(L.q);
+}
+
+TEST(explore_lease_inframe_complete_vs_cancel_vs_second_complete)
+{
+    explore(lease_complete_cancel_complete, irpk_test_scale(3000));
+}
+
+TEST(explore_lease_stop_sync_and_close_wait_for_the_leased_handler)
+{
+    explore(lease_stop_and_close_are_barriers, irpk_test_scale(2000));
 }

@@ -1,0 +1,357 @@
+/* The IRP adapter (include/irpkit/irpqueue.h): WDM IRPs on an irpkit request queue.
+ *
+ * Each IRP is one queue request (context = the IRP, owner = its file object). Who completes the
+ * IRP is decided by the queue's single terminal transition; the adapter only has to make sure
+ * IoCancelIrp can reach the request and that the IRP is completed exactly once afterwards:
+ *
+ *  - submit arms the adapter's cancel routine under the cancel spin lock, the lock IoCancelIrp
+ *    sets Irp->Cancel under, so an IRP cancelled before it was submitted is seen (and completed
+ *    as cancelled at once) and one cancelled later finds the routine armed: no lost cancel (R3).
+ *  - the cancel routine releases the cancel spin lock first thing and calls irpk_req_cancel:
+ *    a queued request is removed (the queue completes it with IRPK_QS_CANCELLED), a running one
+ *    is flagged for its handler, a finished one is too late.
+ *  - the queue's completion callback disarms the routine (IoSetCancelRoutine(Irp, NULL)). If
+ *    it got the routine back, no cancel routine can run any more: it completes the IRP. If it
+ *    got NULL, IoCancelIrp took the routine: that routine is running or about to run, and the
+ *    IRP is completed by whichever of the two finishes last (a two-bit handshake), so the
+ *    routine never touches a completed IRP and nobody completes it twice (R4, R5).
+ *
+ * Per-IRP state lives in Irp->Tail.Overlay.DriverContext while the adapter owns the IRP. */
+#include "irpkit/irpqueue.h"
+#include "queue/queue_internal.h"
+
+#include <string.h>
+
+_Static_assert(sizeof(void *) >= sizeof(irpk_req_handle), "a request handle fits DriverContext[1]");
+
+#define DC(irp) ((irp)->Tail.Overlay.DriverContext)
+enum { DC_QUEUE = 0, DC_HANDLE = 1, DC_HANDSHAKE = 2, DC_NEXT = 3 };
+enum { HS_COMPLETED = 1, HS_CANCEL_DONE = 2 };
+
+struct irpk_irpq {
+    irpk_queue *q;
+    irpk_irpq_config cfg;
+    /* cancel routines that may still use this adapter (close waits for 0) */
+    volatile int32_t cancels_pending;
+    /* IRQL_PASSIVE: handlers deferred from a raised IRQL, run by the worker thread */
+    volatile plat_lockword lock;
+    PIRP whead, wtail; /* linked through DriverContext[DC_NEXT] */
+    volatile uint32_t wword;
+    plat_thread *worker;
+    bool wquit;
+};
+
+static irpk_req_handle irp_handle(PIRP irp)
+{
+    return (irpk_req_handle)(uintptr_t)plat_load_ptr(&DC(irp)[DC_HANDLE]);
+}
+
+/* Set a handshake bit; returns the bits set before. */
+static uintptr_t handshake(PIRP irp, uintptr_t bit)
+{
+    void *volatile *w = &DC(irp)[DC_HANDSHAKE];
+    void *old = plat_load_ptr(w);
+    for (;;) {
+        void *seen = plat_cas_ptr(w, old, (void *)((uintptr_t)old | bit));
+        if (seen == old) return (uintptr_t)old;
+        old = seen;
+    }
+}
+
+/* The one IoCompleteRequest of an IRP the adapter took. */
+static void irp_complete(PIRP irp)
+{
+    plat_store_ptr(&DC(irp)[DC_HANDLE], NULL); /* a late irpk_irpq_complete now reads STALE */
+    IoCompleteRequest(irp, IO_NO_INCREMENT);
+}
+
+static void irp_refuse(PIRP irp, NTSTATUS status)
+{
+    irp->IoStatus.Status = status;
+    irp->IoStatus.Information = 0;
+    IoCompleteRequest(irp, IO_NO_INCREMENT);
+}
+
+/* ------------------------------------------------------------------ cancellation */
+
+static VOID irpq_cancel_routine(PDEVICE_OBJECT dev, PIRP irp)
+{
+    UNREFERENCED_PARAMETER(dev);
+    /* First thing: the global lock is IoCancelIrp's, not ours. Everything below is decided by
+     * the queue's own lock and terminal transition. */
+    IoReleaseCancelSpinLock(irp->CancelIrql);
+    /* Still alive: the IRP is not completed before this routine says so (handshake), and
+     * close waits for cancels_pending, raised before the request could be released. */
+    irpk_irpq *q = DC(irp)[DC_QUEUE];
+    irpk_req_cancel(q->q, irp_handle(irp)); /* queued: completed (below); running: flagged */
+    if (handshake(irp, HS_CANCEL_DONE) & HS_COMPLETED) {
+        irp_complete(irp);
+        plat_fetch_add32(&q->cancels_pending, -1); /* our last access to q */
+    }
+}
+
+/* ------------------------------------------------------------------ queue callbacks */
+
+static void irpq_on_complete(irpk_queue *qq, irpk_req_handle h, int32_t status, void *ctx,
+                             void *qctx)
+{
+    (void)qq, (void)h;
+    PIRP irp = ctx;
+    irpk_irpq *q = qctx;
+    if (status == IRPK_QS_CANCELLED) { /* the only status the queue itself decides here */
+        irp->IoStatus.Status = STATUS_CANCELLED;
+        irp->IoStatus.Information = 0; /* irpk_irpq_complete set it otherwise */
+    } else {
+        irp->IoStatus.Status = status;
+    }
+    /* Got the routine back: IoCancelIrp can no longer call it, the IRP is ours alone. */
+    if (IoSetCancelRoutine(irp, NULL)) {
+        irp_complete(irp);
+        return;
+    }
+    /* NULL: IoCancelIrp took the routine; it runs now or soon, and the later of us completes
+     * the IRP. Counted first, so close waits for the routine even after this request left. */
+    plat_fetch_add32(&q->cancels_pending, 1);
+    if (handshake(irp, HS_COMPLETED) & HS_CANCEL_DONE) {
+        irp_complete(irp);
+        plat_fetch_add32(&q->cancels_pending, -1);
+    }
+}
+
+static void irpq_on_cancel(irpk_queue *qq, irpk_req_handle h, irpk_notify_reason why, void *ctx,
+                           void *qctx)
+{
+    (void)qq, (void)h, (void)why;
+    irpk_irpq *q = qctx;
+    q->cfg.on_cancel(q, ctx, q->cfg.context); /* the queue pins the IRP until this returns */
+}
+
+static void worker_main(void *arg)
+{
+    irpk_irpq *q = arg;
+    plat_lock_acquire(&q->lock);
+    while (!q->wquit) {
+        PIRP irp = q->whead;
+        if (!irp) {
+            uint32_t seen = (uint32_t)plat_load32((volatile int32_t *)&q->wword);
+            plat_lock_release(&q->lock);
+            plat_wait(&q->wword, seen, PLAT_FOREVER);
+            plat_lock_acquire(&q->lock);
+            continue;
+        }
+        q->whead = DC(irp)[DC_NEXT];
+        if (!q->whead) q->wtail = NULL;
+        plat_lock_release(&q->lock);
+        q->cfg.handler(q, irp, q->cfg.context); /* this thread never raises: PASSIVE_LEVEL */
+        plat_lock_acquire(&q->lock);
+    }
+    plat_lock_release(&q->lock);
+}
+
+/* Hand a PASSIVE_LEVEL handler call to the worker (started on first use). */
+static void defer_to_worker(irpk_irpq *q, PIRP irp)
+{
+    DC(irp)[DC_NEXT] = NULL;
+    plat_lock_acquire(&q->lock);
+    if (q->wtail)
+        DC(q->wtail)[DC_NEXT] = irp;
+    else
+        q->whead = irp;
+    q->wtail = irp;
+    /* Started under the adapter lock: its first act is to take that lock, so it waits. */
+    if (!q->worker) q->worker = plat_thread_start(worker_main, q, "irpq-worker", PLAT_THREAD_SYSTEM);
+    if (!q->worker) plat_panic("irpq: cannot start the PASSIVE_LEVEL worker thread");
+    plat_fetch_add32((volatile int32_t *)&q->wword, 1);
+    plat_wake(&q->wword, 1);
+    plat_lock_release(&q->lock);
+}
+
+static void irpq_dispatch(irpk_queue *qq, irpk_req_handle h, void *ctx, void *qctx)
+{
+    (void)qq, (void)h;
+    irpk_irpq *q = qctx;
+    PIRP irp = ctx;
+    switch (q->cfg.handler_irql) {
+    case IRPK_IRPQ_IRQL_CALLER:
+        q->cfg.handler(q, irp, q->cfg.context);
+        break;
+    case IRPK_IRPQ_IRQL_DISPATCH: {
+        KIRQL old;
+        KeRaiseIrql(DISPATCH_LEVEL, &old);
+        q->cfg.handler(q, irp, q->cfg.context);
+        KeLowerIrql(old);
+        break;
+    }
+    case IRPK_IRPQ_IRQL_PASSIVE:
+        if (KeGetCurrentIrql() == PASSIVE_LEVEL)
+            q->cfg.handler(q, irp, q->cfg.context);
+        else
+            defer_to_worker(q, irp);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------ the API */
+
+void irpk_irpq_config_init(irpk_irpq_config *c)
+{
+    if (!c) return;
+    memset(c, 0, sizeof *c);
+    c->mode = IRPK_QUEUE_SEQUENTIAL;
+    c->order = IRPK_ORDER_FIFO;
+    c->max_parallel = 1;
+    c->handler_irql = IRPK_IRPQ_IRQL_CALLER;
+}
+
+int irpk_irpq_create(const irpk_irpq_config *c, irpk_irpq **out)
+{
+    if (!c || !out || !c->handler || c->mode == IRPK_QUEUE_MANUAL ||
+        (unsigned)c->handler_irql > IRPK_IRPQ_IRQL_PASSIVE)
+        return IRPK_QE_INVAL;
+    irpk_irpq *q = plat_calloc(1, sizeof *q);
+    if (!q) return IRPK_QE_NOMEM;
+    q->cfg = *c;
+    q->cfg.name = NULL; /* the queue keeps its own copy */
+    plat_lock_init(&q->lock);
+    irpk_queue_config qc;
+    irpk_queue_config_init(&qc);
+    qc.mode = c->mode;
+    qc.max_parallel = c->max_parallel;
+    qc.order = c->order;
+    qc.on_dispatch = irpq_dispatch;
+    qc.on_complete = irpq_on_complete;
+    qc.on_cancel = c->on_cancel ? irpq_on_cancel : NULL;
+    qc.ctx = q;
+    qc.name = c->name;
+    int rc = irpk_queue_create(&qc, &q->q);
+    if (rc) {
+        plat_free(q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+static NTSTATUS refusal_status(int rc)
+{
+    return rc == IRPK_QE_NOMEM ? STATUS_INSUFFICIENT_RESOURCES : STATUS_DEVICE_NOT_READY;
+}
+
+NTSTATUS irpk_irpq_submit(irpk_irpq *q, PIRP Irp, const uint64_t *Key)
+{
+    /* First: once queued, the IRP may be completed by another thread at any moment (R6). */
+    IoMarkIrpPending(Irp);
+    if (!q) {
+        irp_refuse(Irp, STATUS_INVALID_PARAMETER);
+        return STATUS_PENDING;
+    }
+    PFILE_OBJECT fo = IoGetCurrentIrpStackLocation(Irp)->FileObject;
+    irpk_req_opts o = {Irp, Key ? *Key : 0, (uint64_t)(uintptr_t)fo, 0};
+    /* Plain stores: nobody else can see the IRP yet; arming the routine (an atomic exchange)
+     * and the queue lock publish them. */
+    DC(Irp)[DC_QUEUE] = q;
+    DC(Irp)[DC_HANDLE] = NULL;
+    DC(Irp)[DC_HANDSHAKE] = NULL;
+    irpk_queue *qq = q->q;
+    qreq *r;
+    bool drop;
+    int rc = q_enter(qq);
+    if (!rc) rc = submit_reserve(qq, &o, &r, &drop);
+    if (rc) {
+        irp_refuse(Irp, refusal_status(rc));
+        return STATUS_PENDING;
+    }
+    plat_store_ptr(&DC(Irp)[DC_HANDLE], (void *)(uintptr_t)req_handle(r));
+    /* Lock order queue lock -> cancel spin lock is safe: nothing takes a queue lock while
+     * holding the cancel spin lock (our cancel routine releases it before anything else). The
+     * spin lock is held for one flag read and one exchange: IoCancelIrp writes Irp->Cancel
+     * under it, so this read cannot race with it, and a cancel after this finds the routine. */
+    KIRQL irql;
+    IoAcquireCancelSpinLock(&irql);
+    BOOLEAN cancelled = Irp->Cancel;
+    if (!cancelled) IoSetCancelRoutine(Irp, irpq_cancel_routine);
+    IoReleaseCancelSpinLock(irql);
+    if (cancelled) { /* cancelled before it got here: IoCancelIrp called nobody (R3) */
+        unreserve(qq, r);
+        q_leave(qq);
+        irp_refuse(Irp, STATUS_CANCELLED);
+        return STATUS_PENDING;
+    }
+    submit_publish(qq, r, drop);
+    q_leave(qq); /* may run the handler on this thread */
+    return STATUS_PENDING;
+}
+
+int irpk_irpq_complete(irpk_irpq *q, PIRP Irp, NTSTATUS Status, ULONG_PTR Information)
+{
+    if (!q || !Irp) return IRPK_QE_INVAL;
+    irpk_req_handle h = irp_handle(Irp);
+    if (!h) return IRPK_QE_STALE;
+    irpk_queue *qq = q->q;
+    /* From inside the handler the queue dispatched on this thread: decide on the lease (no
+     * lock); the IRP is completed after the handler returns, so Information can follow. */
+    qframe *f = frame_of(qq);
+    if (f && f->lease && f->h == h) {
+        int rc = lease_complete(f, Status);
+        if (rc == 0) Irp->IoStatus.Information = Information;
+        if (rc != LEASE_FALLBACK) return rc;
+    }
+    int rc = q_enter(qq);
+    if (rc) return rc;
+    qreq *r;
+    rc = executor_lookup(qq, h, &r);
+    if (!rc && r->ctx != Irp) rc = IRPK_QE_STALE;
+    if (!rc) {
+        /* We hold the lock and the request is running: no other completer can get here
+         * before executor_release decides it, so the IRP's status block is ours. */
+        Irp->IoStatus.Information = Information;
+        rc = executor_release(qq, r, Status);
+    }
+    q_leave(qq); /* delivers the completion (irpq_on_complete) unless inside its handler */
+    return rc;
+}
+
+int irpk_irpq_is_cancelled(irpk_irpq *q, PIRP Irp)
+{
+    if (!q || !Irp) return IRPK_QE_INVAL;
+    irpk_req_handle h = irp_handle(Irp);
+    return h ? irpk_req_is_cancelled(q->q, h) : IRPK_QE_STALE;
+}
+
+int irpk_irpq_cancel_file(irpk_irpq *q, PFILE_OBJECT FileObject, size_t *removed,
+                          size_t *requested)
+{
+    if (!q || !FileObject) return IRPK_QE_INVAL;
+    return irpk_queue_cancel_owner(q->q, (uint64_t)(uintptr_t)FileObject, removed, requested);
+}
+
+irpk_queue *irpk_irpq_queue(irpk_irpq *q) { return q ? q->q : NULL; }
+
+int irpk_irpq_close(irpk_irpq *q)
+{
+    if (!q) return IRPK_QE_INVAL;
+    int rc = irpk_queue_close(q->q);
+    if (rc) return rc;
+    /* Every request has been released; a cancel routine that IoCancelIrp took before its
+     * request's completion may still be finishing with q: wait for it (microseconds). */
+    while (plat_load32(&q->cancels_pending)) plat_sleep_ns(20000);
+    plat_lock_acquire(&q->lock);
+    q->wquit = true;
+    plat_fetch_add32((volatile int32_t *)&q->wword, 1);
+    plat_wake(&q->wword, 1);
+    plat_thread *t = q->worker;
+    q->worker = NULL;
+    plat_lock_release(&q->lock);
+    if (t) plat_thread_join(t); /* outside the lock: the worker takes it to see wquit */
+    return 0;
+}
+
+int irpk_irpq_free(irpk_irpq *q)
+{
+    if (!q) return IRPK_QE_INVAL;
+    int rc = irpk_irpq_close(q);
+    if (rc && rc != IRPK_QE_CLOSED) return rc;
+    irpk_queue_free(q->q);
+    plat_free(q);
+    return 0;
+}
