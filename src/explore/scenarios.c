@@ -19,6 +19,7 @@ const xscenario *xscenario_list(size_t *n)
     if (!n_all) {
         collect(xscenarios_platform);
         collect(xscenarios_io);
+        collect(xscenarios_queue);
         xscenarios_io_init();
     }
     *n = n_all;

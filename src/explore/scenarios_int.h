@@ -6,6 +6,7 @@
 
 extern const xscenario xscenarios_platform[];
 extern const xscenario xscenarios_io[];
+extern const xscenario xscenarios_queue[];
 /* Registers the io object describer for swimlanes. */
 void xscenarios_io_init(void);
 
