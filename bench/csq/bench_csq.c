@@ -10,7 +10,8 @@
  * the number of global cancel spin lock acquisitions per IRP: the CSQ path must show 0.
  *
  * Run with IRPK_VERIFIER=off for the runtime's own cost (the verifier's bookkeeping otherwise
- * dominates); `bench_csq N` sets the IRPs per measurement (default 1 000 000). */
+ * dominates); `bench_csq N` sets the IRPs per run (default 1 000 000); each line is the best of
+ * three runs. */
 #include <ntddk.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,23 +202,29 @@ static void worker(void *arg)
     j->fn(j->n);
 }
 
+/* Best of three runs (the machine is shared: the minimum is the least disturbed). */
 static measurement measure(round_trips_fn fn, long n, int threads)
 {
-    uint64_t locks = io_cancel_lock_acquisitions();
-    int64_t t0 = plat_now_ns();
-    if (threads == 1) {
-        fn(n);
-    } else {
-        job j = {fn, n / threads};
-        plat_thread *t[2];
-        for (int i = 0; i < threads; i++) t[i] = plat_thread_start(worker, &j, "bench", 0);
-        for (int i = 0; i < threads; i++) plat_thread_join(t[i]);
-        n = j.n * threads;
+    measurement best = {0, 0};
+    for (int run = 0; run < 3; run++) {
+        uint64_t locks = io_cancel_lock_acquisitions();
+        long done = n;
+        int64_t t0 = plat_now_ns();
+        if (threads == 1) {
+            fn(n);
+        } else {
+            job j = {fn, n / threads};
+            plat_thread *t[2];
+            for (int i = 0; i < threads; i++) t[i] = plat_thread_start(worker, &j, "bench", 0);
+            for (int i = 0; i < threads; i++) plat_thread_join(t[i]);
+            done = j.n * threads;
+        }
+        measurement m;
+        m.ns = (double)(plat_now_ns() - t0) / (double)done;
+        m.cancel_locks = (double)(io_cancel_lock_acquisitions() - locks) / (double)done;
+        if (run == 0 || m.ns < best.ns) best = m;
     }
-    measurement m;
-    m.ns = (double)(plat_now_ns() - t0) / (double)n;
-    m.cancel_locks = (double)(io_cancel_lock_acquisitions() - locks) / (double)n;
-    return m;
+    return best;
 }
 
 static void row(const char *what, measurement m, double base)
@@ -261,6 +268,10 @@ int main(int argc, char **argv)
     csq_round_trips(10000); /* warm the lookaside */
     startio_round_trips(10000);
     double base = baseline_ns(n);
+    for (int run = 0; run < 2; run++) {
+        double again = baseline_ns(n);
+        if (again < base) base = again;
+    }
     printf("%-44s %8.1f ns/op\n", "baseline (spin lock + list push/pop)", base);
     row("CSQ insert + RemoveNext, 1 thread", measure(csq_round_trips, n, 1), base);
     row("CSQ insert + RemoveNext, 2 threads", measure(csq_round_trips, n, 2), base);

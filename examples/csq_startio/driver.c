@@ -23,7 +23,8 @@
  *
  * Lock: QueueLock (the CSQ lock) guards Pending, Busy, CurrentIrp, AbortCurrent, the device's
  * per-request state and Sequence. It is the only driver lock; the cancel spin lock is taken
- * only to read Irp->Cancel of a settling current request (never together with QueueLock).
+ * only to read Irp->Cancel: of a settling current request (alone), and in cleanup's final
+ * check (inside QueueLock; nothing nests them the other way).
  *
  * Only <ntddk.h> is used: this file builds unchanged against the WDK. */
 #include "csq_startio.h"
@@ -238,14 +239,23 @@ static NTSTATUS DispatchCreate(PDEVICE_OBJECT DeviceObject, PIRP Irp)
     return STATUS_SUCCESS;
 }
 
-/* Is any request of this file object still queued? (Checks cleanup's own promise.) */
+/* Is a request of this file object still queued that no cancel owns? (Checks cleanup's own
+ * promise.) One whose cancel routine IoCancelIrp already took is still listed until that
+ * routine removes it: Cancel is set and the exchange done, both under the cancel spin lock,
+ * so reading Cancel under it tells them apart. Lock order QueueLock -> cancel spin lock: no
+ * path takes them the other way round (the CSQ's cancel routine releases the cancel lock
+ * before it takes QueueLock). */
 static BOOLEAN QueuedFor(PDEVICE_EXTENSION ext, PFILE_OBJECT fo)
 {
     BOOLEAN found = FALSE;
-    KIRQL irql;
+    KIRQL irql, cancel_irql;
     KeAcquireSpinLock(&ext->QueueLock, &irql);
-    for (PLIST_ENTRY e = ext->Pending.Flink; e != &ext->Pending && !found; e = e->Flink)
-        found = FileOf(CONTAINING_RECORD(e, IRP, Tail.Overlay.ListEntry)) == fo;
+    IoAcquireCancelSpinLock(&cancel_irql);
+    for (PLIST_ENTRY e = ext->Pending.Flink; e != &ext->Pending && !found; e = e->Flink) {
+        PIRP irp = CONTAINING_RECORD(e, IRP, Tail.Overlay.ListEntry);
+        found = FileOf(irp) == fo && !irp->Cancel;
+    }
+    IoReleaseCancelSpinLock(cancel_irql);
     KeReleaseSpinLock(&ext->QueueLock, irql);
     return found;
 }

@@ -71,9 +71,11 @@ static void report_context(PIO_CSQ csq, PIRP irp, const void *found, const char 
                "while an IRP is in a cancel-safe queue, Irp->Tail.Overlay.DriverContext[3] belongs "
                "to IoCsq*: use DriverContext[0..2] (and never put the IRP in a device queue at "
                "the same time, whose entry overlays them).",
-               "%s found IRP#%u's DriverContext[3] = %p, which is neither its IO_CSQ_IRP_CONTEXT "
-               "nor the queue %p: the driver overwrote it while the IRP was queued.",
-               where, io_irp_id(irp), found, (void *)csq);
+               "%s found IRP#%u's DriverContext[3] = %p, which is %s: the driver overwrote it "
+               "while the IRP was queued.",
+               where, io_irp_id(irp), found,
+               csq ? "neither the IO_CSQ_IRP_CONTEXT it was inserted with nor its queue"
+                   : "no IO_CSQ_IRP_CONTEXT or IO_CSQ (the IRP is left alone, uncompleted)");
 }
 
 /* The context the IRP was inserted with (NULL: none), checked against the queue. `known` is

@@ -93,6 +93,9 @@ void inproc_close(inproc_handle *h)
     close_handle(h->fo.DeviceObject, h);
 }
 
+void inproc_hold(inproc_handle *h) { plat_fetch_add32(&h->refs, 1); }
+void inproc_release(inproc_handle *h) { drop_handle(h->fo.DeviceObject, h); }
+
 static NTSTATUS single_done(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
 {
     UNREFERENCED_PARAMETER(dev);

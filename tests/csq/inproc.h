@@ -71,6 +71,10 @@ inproc_handle *inproc_open(PDEVICE_OBJECT dev);
 PFILE_OBJECT inproc_file(inproc_handle *h);
 /* Close the (only) handle: IRP_MJ_CLEANUP now; IRP_MJ_CLOSE once its last request completed. */
 void inproc_close(inproc_handle *h);
+/* An extra reference on the file object (a request that passed the handle check and has not
+ * been sent yet): IRP_MJ_CLOSE waits for inproc_release. */
+void inproc_hold(inproc_handle *h);
+void inproc_release(inproc_handle *h);
 
 typedef struct inproc_single {
     PIRP irp;
