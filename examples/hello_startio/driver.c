@@ -15,6 +15,10 @@
  * IoStartNextPacket — what a real device with a DpcForIsr does. With DelayMs 0 the "interrupt"
  * is immediate and StartIo requests the DpcForIsr directly (IoRequestDpc).
  *
+ * IRP_MJ_CLEANUP (the last handle to a file object was closed) cancels the reads of that file
+ * object still waiting in the device queue; the one the device is working on finishes normally.
+ * The I/O manager itself cancels nothing on close: that is the driver's job.
+ *
  * Only <ntddk.h> is used: this file builds unchanged against the WDK. */
 #include "hello_startio.h"
 
@@ -165,6 +169,40 @@ static NTSTATUS HelloRead(PDEVICE_OBJECT fdo, PIRP Irp)
     return STATUS_PENDING;
 }
 
+/* Every change to this driver's device queue happens under the cancel spin lock (IoStartPacket
+ * with a cancel routine, IoStartNextPacket(fdo, TRUE), HelloCancel), so holding it we may walk
+ * the queue. A queued IRP is ours once IoSetCancelRoutine(Irp, NULL) returns non-NULL (else
+ * IoCancelIrp owns it and its cancel routine, waiting for the lock we hold, completes it). The
+ * IRPs we claim are completed after the lock is released. */
+static NTSTATUS HelloCleanup(PDEVICE_OBJECT fdo, PIRP Irp)
+{
+    PFILE_OBJECT file = IoGetCurrentIrpStackLocation(Irp)->FileObject;
+    PLIST_ENTRY head = &fdo->DeviceQueue.DeviceListHead;
+    LIST_ENTRY cancelled;
+    KIRQL irql;
+    InitializeListHead(&cancelled);
+    IoAcquireCancelSpinLock(&irql);
+    for (PLIST_ENTRY e = head->Flink; e != head;) {
+        PIRP queued = CONTAINING_RECORD(e, IRP, Tail.Overlay.DeviceQueueEntry.DeviceListEntry);
+        e = e->Flink;
+        if (IoGetCurrentIrpStackLocation(queued)->FileObject != file) continue;
+        if (IoSetCancelRoutine(queued, NULL) == NULL) continue;
+        KeRemoveEntryDeviceQueue(&fdo->DeviceQueue, &queued->Tail.Overlay.DeviceQueueEntry);
+        InsertTailList(&cancelled, &queued->Tail.Overlay.ListEntry);
+    }
+    IoReleaseCancelSpinLock(irql);
+    while (!IsListEmpty(&cancelled)) {
+        PIRP done = CONTAINING_RECORD(RemoveHeadList(&cancelled), IRP, Tail.Overlay.ListEntry);
+        done->IoStatus.Status = STATUS_CANCELLED;
+        done->IoStatus.Information = 0;
+        IoCompleteRequest(done, IO_NO_INCREMENT);
+    }
+    Irp->IoStatus.Status = STATUS_SUCCESS;
+    Irp->IoStatus.Information = 0;
+    IoCompleteRequest(Irp, IO_NO_INCREMENT);
+    return STATUS_SUCCESS;
+}
+
 static NTSTATUS HelloCreateClose(PDEVICE_OBJECT fdo, PIRP Irp)
 {
     UNREFERENCED_PARAMETER(fdo);
@@ -177,7 +215,9 @@ static NTSTATUS HelloCreateClose(PDEVICE_OBJECT fdo, PIRP Irp)
 static VOID HelloUnload(PDRIVER_OBJECT DriverObject)
 {
     UNICODE_STRING link = RTL_CONSTANT_STRING(HELLO_LINK_NAME);
+    UNICODE_STRING ddk = RTL_CONSTANT_STRING(HELLO_DDK_LINK_NAME);
     IoDeleteSymbolicLink(&link);
+    IoDeleteSymbolicLink(&ddk);
     if (DriverObject->DeviceObject) {
         PHELLO_EXTENSION ext = (PHELLO_EXTENSION)DriverObject->DeviceObject->DeviceExtension;
         KeCancelTimer(&ext->Timer);
@@ -189,12 +229,17 @@ NTSTATUS HelloDriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryP
 {
     UNICODE_STRING name = RTL_CONSTANT_STRING(HELLO_DEVICE_NAME);
     UNICODE_STRING link = RTL_CONSTANT_STRING(HELLO_LINK_NAME);
+    UNICODE_STRING ddk = RTL_CONSTANT_STRING(HELLO_DDK_LINK_NAME);
     PDEVICE_OBJECT fdo;
     UNREFERENCED_PARAMETER(RegistryPath);
     NTSTATUS status = IoCreateDevice(DriverObject, sizeof(HELLO_EXTENSION), &name, FILE_DEVICE_UNKNOWN,
                                      0, FALSE, &fdo);
     if (!NT_SUCCESS(status)) return status;
     status = IoCreateSymbolicLink(&link, &name);
+    if (NT_SUCCESS(status)) {
+        status = IoCreateSymbolicLink(&ddk, &name);
+        if (!NT_SUCCESS(status)) IoDeleteSymbolicLink(&link);
+    }
     if (!NT_SUCCESS(status)) {
         IoDeleteDevice(fdo);
         return status;
@@ -212,6 +257,7 @@ NTSTATUS HelloDriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryP
     DriverObject->DriverUnload = HelloUnload;
     DriverObject->MajorFunction[IRP_MJ_CREATE] = HelloCreateClose;
     DriverObject->MajorFunction[IRP_MJ_CLOSE] = HelloCreateClose;
+    DriverObject->MajorFunction[IRP_MJ_CLEANUP] = HelloCleanup;
     DriverObject->MajorFunction[IRP_MJ_READ] = HelloRead;
     return STATUS_SUCCESS;
 }

@@ -10,6 +10,7 @@ extern "C" {
 
 #define HELLO_DEVICE_NAME L"\\Device\\HelloStartIo"
 #define HELLO_LINK_NAME L"\\??\\HelloStartIo"
+#define HELLO_DDK_LINK_NAME L"\\??\\HelloDDK" /* the name the seed's test program opens */
 
 typedef struct _HELLO_CONFIG {
     BOOLEAN AsWritten; /* variant 1: StartIo waits on a KEVENT (illegal at DISPATCH_LEVEL) */

@@ -670,4 +670,6 @@ VOID IoReleaseRemoveLockAndWaitEx(PIO_REMOVE_LOCK RemoveLock, PVOID Tag, ULONG R
 }
 #endif
 
+#include "wdm_zw.h" /* the Zw* I/O system services (src/user) */
+
 #endif

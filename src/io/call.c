@@ -156,20 +156,22 @@ static void complete_associated(PIRP irp, CCHAR boost)
     if (plat_fetch_add32(&master->AssociatedIrp.IrpCount, -1) == 1) IoCompleteRequest(master, boost);
 }
 
-/* Hand the result to the originator: IOSB, event, then the user-mode layer (NT §6.4 step 5). */
+/* Hand the result to the originator (NT §6.4 step 5). IRPs of the user-mode layer go to its
+ * hand-off, which copies data, sets IOSB and event in that order, drops disassociated IRPs (T57)
+ * under its completion lock and frees the IRP; others get the IOSB and event here. */
 static void final_handoff(PIRP irp, CCHAR boost)
 {
     bool threaded = (io_priv(irp)->pflags & IO_PF_THREADED) != 0;
+    io_handoff_fn fn = threaded ? (io_handoff_fn)plat_load_ptr((void *const volatile *)&handoff) : NULL;
+    if (fn) {
+        fn(irp);
+        return;
+    }
     if (threaded && !irp->Tail.Overlay.Thread && irp->Cancel) { /* disassociated: drop (T57) */
         IoFreeIrp(irp);
         return;
     }
-    io_handoff_fn fn = threaded ? (io_handoff_fn)plat_load_ptr((void *const volatile *)&handoff) : NULL;
     if (irp->UserIosb) *irp->UserIosb = irp->IoStatus;
-    if (fn) {
-        fn(irp); /* the user-mode layer signals and frees */
-        return;
-    }
     if (irp->UserEvent) KeSetEvent(irp->UserEvent, boost, FALSE);
 }
 

@@ -55,6 +55,10 @@ typedef struct io_irp_priv {
     /* Irp->Cancel, mirrored atomically by IoCancelIrp (cleared by initialise/reuse): for code
      * that must read it without holding the cancel lock (the CSQ insert). */
     volatile int32_t cancel_requested;
+    /* The user-mode layer's per-IRP state (src/user owns both): flags guarded by its
+     * completion lock, and the completion APC record it preallocates. */
+    int32_t user_flags;
+    void *user_apc;
 } io_irp_priv;
 
 enum io_private_flags {
@@ -135,7 +139,9 @@ bool io_cancel_lock_held(void);
 uint64_t io_cancel_lock_acquisitions(void);
 
 /* ---- completion hand-off for the user-mode layer */
-/* Called at the end of IoCompleteRequest for IRPs flagged IO_PF_THREADED (after IOSB/event). */
+/* Called at the end of IoCompleteRequest for IRPs flagged IO_PF_THREADED, instead of io's own
+ * IOSB/event step: the user-mode layer copies data back, sets the IOSB and the event, queues
+ * the APC, drops disassociated IRPs and frees the IRP (NT_SEMANTICS.md §6.4 step 5). */
 typedef void (*io_handoff_fn)(PIRP irp);
 void io_set_completion_handoff(io_handoff_fn fn);
 

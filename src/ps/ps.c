@@ -28,6 +28,9 @@ static PETHREAD new_ethread(void)
     ke_init_dispatcher_header(&e->Tcb.Header, ThreadObject, 0);
     KeInitializeSpinLock(&e->IrpListLock);
     InitializeListHead(&e->IrpList);
+    InitializeListHead(&e->User.ApcList);
+    InitializeListHead(&e->User.Link);
+    KeInitializeEvent(&e->User.ApcEvent, SynchronizationEvent, FALSE);
     e->ExitStatus = STATUS_PENDING;
     e->Cid.UniqueProcess = (HANDLE)(uintptr_t)the_process.UniqueProcessId;
     return e;

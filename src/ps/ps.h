@@ -23,6 +23,17 @@ struct _ETHREAD {
     LIST_ENTRY IrpList;     /* IRPs issued by this thread, newest first (Irp->ThreadListEntry) */
     PKSTART_ROUTINE StartRoutine;
     PVOID StartContext;
+    /* The user-mode layer's per-thread state (src/user owns it; guarded by IrpListLock unless
+     * noted): queued user APCs, the event that breaks this thread's alertable waits, the
+     * alerted flag, and the link in the list of threads that issued I/O (CancelIoEx). */
+    struct {
+        LIST_ENTRY ApcList;
+        KEVENT ApcEvent; /* synchronization event; set when an APC is queued or on an alert */
+        BOOLEAN Alerted;
+        BOOLEAN RunDown;    /* the thread exited: no APC is queued any more */
+        BOOLEAN Registered; /* on the I/O threads list (guarded by src/user's registry lock) */
+        LIST_ENTRY Link;
+    } User;
 };
 
 struct _KPROCESS {
