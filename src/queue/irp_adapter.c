@@ -4,9 +4,10 @@
  * IRP is decided by the queue's single terminal transition; the adapter only has to make sure
  * IoCancelIrp can reach the request and that the IRP is completed exactly once afterwards:
  *
- *  - submit arms the adapter's cancel routine under the cancel spin lock, the lock IoCancelIrp
- *    sets Irp->Cancel under, so an IRP cancelled before it was submitted is seen (and completed
- *    as cancelled at once) and one cancelled later finds the routine armed: no lost cancel (R3).
+ *  - submit arms the adapter's cancel routine under the queue lock, then checks whether
+ *    IoCancelIrp already ran (its atomic mirror of Irp->Cancel): an IRP cancelled before it was
+ *    submitted is completed as cancelled at once, one cancelled later finds the routine armed
+ *    (no lost cancel, R3). The global cancel spin lock is never acquired.
  *  - the cancel routine releases the cancel spin lock first thing and calls irpk_req_cancel:
  *    a queued request is removed (the queue completes it with IRPK_QS_CANCELLED), a running one
  *    is flagged for its handler, a finished one is too late.
@@ -17,6 +18,7 @@
  *    routine never touches a completed IRP and nobody completes it twice (R4, R5).
  *
  * Per-IRP state lives in Irp->Tail.Overlay.DriverContext while the adapter owns the IRP. */
+#include "io/io.h"
 #include "irpkit/irpqueue.h"
 #include "queue/queue_internal.h"
 
@@ -237,6 +239,22 @@ static NTSTATUS refusal_status(int rc)
     return rc == IRPK_QE_NOMEM ? STATUS_INSUFFICIENT_RESOURCES : STATUS_DEVICE_NOT_READY;
 }
 
+/* Under the queue lock, with the handle the IRP's request will get, before the request is
+ * visible: arm the cancel routine. Returns false when the IRP was cancelled before it got here
+ * and the cancellation is ours to finish (the request is then never queued). */
+static bool arm_cancel(irpk_req_handle h, void *ctx)
+{
+    PIRP irp = ctx;
+    plat_store_ptr(&DC(irp)[DC_HANDLE], (void *)(uintptr_t)h);
+    IoSetCancelRoutine(irp, irpq_cancel_routine);
+    /* Dekker with IoCancelIrp, which publishes the cancel request (an atomic mirror of
+     * Irp->Cancel) before it exchanges the routine: reading "not cancelled" after arming means
+     * its exchange comes later and finds our routine; reading "cancelled", whichever exchange
+     * gets the routine back owns the cancellation (R3). */
+    if (!io_irp_cancel_requested(irp)) return true;
+    return IoSetCancelRoutine(irp, NULL) == NULL; /* NULL: its routine runs once we unlock */
+}
+
 NTSTATUS irpk_irpq_submit(irpk_irpq *q, PIRP Irp, const uint64_t *Key)
 {
     /* First: once queued, the IRP may be completed by another thread at any moment (R6). */
@@ -253,32 +271,25 @@ NTSTATUS irpk_irpq_submit(irpk_irpq *q, PIRP Irp, const uint64_t *Key)
     DC(Irp)[DC_HANDLE] = NULL;
     DC(Irp)[DC_HANDSHAKE] = NULL;
     irpk_queue *qq = q->q;
-    qreq *r;
-    bool drop;
-    int rc = q_enter(qq);
-    if (!rc) rc = submit_reserve(qq, &o, &r, &drop);
-    if (rc) {
-        irp_refuse(Irp, refusal_status(rc));
-        return STATUS_PENDING;
+    /* The cancel routine's irpk_req_cancel takes the queue lock, so arming it under that lock
+     * (the hook) means it can only find the request published. */
+    int rc = fast_submit(qq, &o, NULL, arm_cancel, Irp); /* may run the handler here */
+    if (rc == 1) return STATUS_PENDING;
+    if (rc == 0) { /* not idle: the normal path (lock held) */
+        qreq *r;
+        bool drop;
+        rc = submit_reserve(qq, &o, &r, &drop);
+        if (!rc && !arm_cancel(req_handle(r), Irp)) {
+            unreserve(qq, r);
+            q_leave(qq);
+            rc = FAST_REFUSED;
+        } else if (!rc) {
+            submit_publish(qq, r, drop);
+            q_leave(qq); /* may run the handler on this thread */
+            return STATUS_PENDING;
+        }
     }
-    plat_store_ptr(&DC(Irp)[DC_HANDLE], (void *)(uintptr_t)req_handle(r));
-    /* Lock order queue lock -> cancel spin lock is safe: nothing takes a queue lock while
-     * holding the cancel spin lock (our cancel routine releases it before anything else). The
-     * spin lock is held for one flag read and one exchange: IoCancelIrp writes Irp->Cancel
-     * under it, so this read cannot race with it, and a cancel after this finds the routine. */
-    KIRQL irql;
-    IoAcquireCancelSpinLock(&irql);
-    BOOLEAN cancelled = Irp->Cancel;
-    if (!cancelled) IoSetCancelRoutine(Irp, irpq_cancel_routine);
-    IoReleaseCancelSpinLock(irql);
-    if (cancelled) { /* cancelled before it got here: IoCancelIrp called nobody (R3) */
-        unreserve(qq, r);
-        q_leave(qq);
-        irp_refuse(Irp, STATUS_CANCELLED);
-        return STATUS_PENDING;
-    }
-    submit_publish(qq, r, drop);
-    q_leave(qq); /* may run the handler on this thread */
+    irp_refuse(Irp, rc == FAST_REFUSED ? STATUS_CANCELLED : refusal_status(rc));
     return STATUS_PENDING;
 }
 

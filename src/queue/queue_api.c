@@ -153,7 +153,7 @@ int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *ou
     int rc;
     /* cfg is immutable after create: the eligibility by configuration needs no lock. */
     if (q->lease_ok && q->cfg.mode <= IRPK_QUEUE_PARALLEL && !o->deadline_ns) {
-        rc = fast_submit(q, o, out); /* takes the lock */
+        rc = fast_submit(q, o, out, NULL, NULL); /* takes the lock */
         if (rc) return rc > 0 ? 0 : rc;
     } else if ((rc = q_enter(q)) != 0) {
         return rc;

@@ -58,12 +58,17 @@ qreq *slot_alloc(irpk_queue *q)
     return r;
 }
 
+/* 40 bits of generation wrap only after 10^12 reuses of one slot; 0 is never used. */
+static uint64_t next_gen(uint64_t gen)
+{
+    gen = (gen + 1) & ((1ull << 40) - 1);
+    return gen ? gen : 1;
+}
+
 void slot_free(irpk_queue *q, qreq *r)
 {
-    /* Bumping the generation is what makes every handle of this occupant stale; 40 bits of
-     * generation wrap only after 10^12 reuses of one slot. */
-    r->gen = (r->gen + 1) & ((1ull << 40) - 1);
-    if (r->gen == 0) r->gen = 1;
+    /* Bumping the generation is what makes every handle of this occupant stale. */
+    r->gen = next_gen(r->gen);
     r->state = RS_FREE;
     r->next_free = q->free_head;
     q->free_head = r->idx;
@@ -237,6 +242,46 @@ static void watermark_check(irpk_queue *q)
     }
 }
 
+/* Keyed pending requests: a sorted array while there are few — at small depths a short linear
+ * scan over keys stored inline beats a tree's pointer chasing and rotations — and the treap
+ * once more than SMALL_MAX wait (back to the array when the treap empties). Both order by
+ * (key, seq), so the switch changes no outcome. */
+static bool small_after(const qsmall *e, uint64_t key, uint64_t seq)
+{
+    return e->key > key || (e->key == key && e->seq > seq);
+}
+
+static void keyed_insert(irpk_queue *q, qreq *r)
+{
+    if (!q->tree && q->n_small < SMALL_MAX) {
+        unsigned i = q->n_small++;
+        for (; i > 0 && small_after(&q->small[i - 1], r->tn.key, r->tn.seq); i--)
+            q->small[i] = q->small[i - 1]; /* insertion sort step, from the back */
+        q->small[i] = (qsmall){r->tn.key, r->tn.seq, r};
+        return;
+    }
+    if (!q->tree) { /* the array is full: everything moves to the treap */
+        for (unsigned i = 0; i < q->n_small; i++) {
+            q->small[i].r->tn.prio = next_prio(q);
+            tn_insert(&q->tree, &q->small[i].r->tn);
+        }
+        q->n_small = 0;
+    }
+    r->tn.prio = next_prio(q);
+    tn_insert(&q->tree, &r->tn);
+}
+
+static void keyed_remove(irpk_queue *q, qreq *r)
+{
+    if (q->tree) {
+        tn_remove(&q->tree, &r->tn);
+        return;
+    }
+    unsigned i = 0;
+    while (q->small[i].r != r) i++; /* r is queued: it is in the array */
+    for (q->n_small--; i < q->n_small; i++) q->small[i] = q->small[i + 1];
+}
+
 void pend_insert(irpk_queue *q, qreq *r, bool head)
 {
     if (r->lane) {
@@ -255,8 +300,7 @@ void pend_insert(irpk_queue *q, qreq *r, bool head)
             r->tn.key = effective_key(q, r);
             r->tn.seq = ++q->seq;
         } /* head: keep the original (key, seq), i.e. its place before later equal keys */
-        r->tn.prio = next_prio(q);
-        tn_insert(&q->tree, &r->tn);
+        keyed_insert(q, r);
     }
     if (head)
         ql_push_front(&q->age, &r->age);
@@ -277,7 +321,7 @@ void pend_remove(irpk_queue *q, qreq *r)
     } else if (q->cfg.order == IRPK_ORDER_FIFO) {
         ql_remove(&r->link);
     } else {
-        tn_remove(&q->tree, &r->tn);
+        keyed_remove(q, r);
     }
     ql_remove(&r->age);
     q->queued--;
@@ -297,18 +341,23 @@ qreq *pend_pick(irpk_queue *q)
         return ql_empty(&q->fifo) ? NULL : QL_ENTRY(q->fifo.next, qreq, link);
     case IRPK_ORDER_ELEVATOR:
         return pend_pick_key(q, q->cursor);
-    default: {
-        tnode *n = tn_min(q->tree);
-        return n ? QL_ENTRY(n, qreq, tn) : NULL;
-    }
+    default:
+        if (!q->tree) return q->n_small ? q->small[0].r : NULL;
+        return QL_ENTRY(tn_min(q->tree), qreq, tn);
     }
 }
 
 qreq *pend_pick_key(irpk_queue *q, uint64_t key)
 {
+    if (!q->tree) {
+        if (!q->n_small) return NULL;
+        unsigned i = 0;
+        while (i < q->n_small && q->small[i].key < key) i++;
+        return q->small[i < q->n_small ? i : 0].r; /* wrap: the C-SCAN sweep restarts */
+    }
     tnode *n = tn_lower_bound(q->tree, key);
     if (!n) n = tn_min(q->tree); /* wrap to the smallest key: the C-SCAN sweep restarts */
-    return n ? QL_ENTRY(n, qreq, tn) : NULL;
+    return QL_ENTRY(n, qreq, tn);
 }
 
 void start_running(irpk_queue *q, qreq *r)
@@ -325,11 +374,11 @@ void start_running(irpk_queue *q, qreq *r)
 
 void tree_rekey(irpk_queue *q, qreq *r, uint64_t key)
 {
-    tn_remove(&q->tree, &r->tn);
+    keyed_remove(q, r);
     r->key = key;
     r->tn.key = effective_key(q, r);
     r->tn.seq = ++q->seq;
-    tn_insert(&q->tree, &r->tn);
+    keyed_insert(q, r);
 }
 
 void stop_running(irpk_queue *q, qreq *r)
@@ -545,7 +594,7 @@ static void count_final(irpk_queue *q, int32_t status)
 /* Nothing a returning callback would have to do under the lock: no callback work pending,
  * nothing waiting to be dispatched, no stop/drain/purge, nobody waiting. Only then may a
  * callback end lock-free on a lease, and only otherwise are held leases poked. */
-static bool quiet(const irpk_queue *q)
+static inline __attribute__((always_inline)) bool quiet(const irpk_queue *q)
 {
     /* One OR of everything that must be zero: this is on the per-request path. */
     uintptr_t busy = (uintptr_t)q->notify_head | (uintptr_t)q->stop_head |
@@ -947,8 +996,7 @@ static void recycle(irpk_queue *q, qlease *l, qreq *r)
         owner_put(q, r->og);
         r->og = NULL;
     }
-    r->gen = (r->gen + 1) & ((1ull << 40) - 1); /* the old handle goes stale, as in slot_free */
-    if (r->gen == 0) r->gen = 1;
+    r->gen = next_gen(r->gen); /* the old handle goes stale, as in slot_free */
     r->cancel_req = r->acked = 0;
     r->decided = 0;
     r->status = 0;
@@ -956,7 +1004,8 @@ static void recycle(irpk_queue *q, qlease *l, qreq *r)
     l->w = L_HELD; /* plain: its holder has left (L_RET seen under the lock) */
 }
 
-int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
+int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, submit_hook hook,
+                void *hook_ctx)
 {
     qframe **top = frame_top(); /* thread-local: looked up before taking the lock */
     plat_lock_acquire(&q->lock); /* settling returned leases (q_lock's job) happens below */
@@ -980,17 +1029,25 @@ int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
         if (!(og = owner_get(q, o->owner))) goto no;
         og->refs++; /* the old occupant may be its last member: keep it */
     }
-    qreq *r;
+    qreq *r = reuse ? reuse->r : slot_alloc(q);
+    if (!r) {
+        if (og) og->refs--, owner_put(q, og);
+        return 0; /* the normal path reports NOMEM */
+    }
+    irpk_req_handle h = reuse ? next_gen(r->gen) << 24 | r->idx : req_handle(r);
+    if (hook && !hook(h, hook_ctx)) { /* nothing of the new request is visible yet */
+        if (og) og->refs--, owner_put(q, og);
+        if (reuse)
+            lease_settle(q, reuse);
+        else
+            slot_free(q, r);
+        q_leave(q);
+        return FAST_REFUSED;
+    }
     qlease *l = reuse;
     if (l) {
-        r = l->r;
         recycle(q, l, r);
     } else {
-        r = slot_alloc(q);
-        if (!r) {
-            if (og) og->refs--, owner_put(q, og);
-            return 0; /* the normal path reports NOMEM */
-        }
         r->state = RS_RUNNING;
         ql_push_back(&q->running, &r->link);
         q->running_n++;
@@ -1008,7 +1065,6 @@ int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
     }
     if (q->cfg.order == IRPK_ORDER_ELEVATOR) q->cursor = o->key + 1;
     q->n_submitted++;
-    irpk_req_handle h = req_handle(r);
     if (out) *out = h;
     void *ctx = r->ctx;
     qframe me = {q, *top, h, l, false, false};

@@ -107,6 +107,12 @@ struct qowner {
 
 enum queue_op { OP_NONE = 0, OP_STOP, OP_DRAIN, OP_PURGE };
 
+/* Keyed orders at small depth: (key, seq) kept inline next to the request. */
+typedef struct qsmall {
+    uint64_t key, seq;
+    qreq *r;
+} qsmall;
+
 /* ------------------------------------------------------------------ leases
  *
  * A lease lets one callback end without taking the queue lock again. It is granted under the
@@ -159,6 +165,7 @@ typedef struct qframe {
     bool deliver;  /* ... and no cancel notification was pending: deliver it after the handler */
 } qframe;
 
+#define SMALL_MAX 16u /* keyed orders: a sorted array up to this depth */
 #define SLOT_CHUNK 1024u
 #define SLOT_MAX (1u << 24) /* handle = generation << 24 | slot index */
 #define NO_SLOT UINT32_MAX
@@ -173,9 +180,12 @@ struct irpk_queue {
     qreq **chunks;
     uint32_t nchunks, dir_cap, free_head;
 
-    /* pending requests: exactly one of these structures is used, by mode/order */
+    /* pending requests: exactly one of these structures is used, by mode/order (keyed orders:
+     * the small sorted array while the treap is empty, see keyed_insert) */
     qlink fifo;
     tnode *tree;
+    qsmall small[SMALL_MAX];
+    unsigned n_small;
     uint64_t seq, cursor;
     uint32_t rng;
     int64_t t0;
@@ -276,9 +286,15 @@ void flush(irpk_queue *q);
 void wait_word(irpk_queue *q, volatile uint32_t *w, unsigned *waiters);
 qframe **frame_top(void);
 qframe *frame_of(irpk_queue *q);
-/* Take q's lock and try the submit fast path: 1 = submitted (lock released), 0 = not taken
- * (lock held, returned leases settled), or IRPK_QE_CLOSED (lock released). */
-int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out);
+/* Called under the queue lock with the handle a submission will get, before anything of it is
+ * visible; false abandons the submission (the IRP adapter: cancelled before it was queued). */
+typedef bool (*submit_hook)(irpk_req_handle h, void *ctx);
+#define FAST_REFUSED 2
+/* Take q's lock and try the submit fast path: 1 = submitted (lock released), FAST_REFUSED =
+ * the hook abandoned it (lock released), 0 = not taken (lock held, returned leases settled),
+ * or IRPK_QE_CLOSED (lock released). */
+int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, submit_hook hook,
+                void *hook_ctx);
 bool decided_or_done(const qreq *r);
 #define LEASE_FALLBACK 100 /* lease_complete: take the locked path */
 

@@ -181,3 +181,99 @@ TEST(keyed_serial_cancel_of_queued_request_keeps_lane_order)
     irpk_req_complete(q, a3, 0);
     irpk_queue_free(q);
 }
+
+/* Keyed orders keep a small sorted array up to 16 queued requests and a treap beyond, switching
+ * both ways. A random walk of submit / retrieve_key / set_key / cancel / requeue across that
+ * threshold is checked step by step against a reference model: a list sorted by (key, order
+ * of entry), "first key >= k, wrapping" taken from it. */
+#define KM_MAX 64
+typedef struct km_entry {
+    uint64_t key, seq;
+    irpk_req_handle h;
+} km_entry;
+static km_entry km[KM_MAX];
+static int km_n;
+static uint64_t km_seq;
+
+static void km_insert(uint64_t key, uint64_t seq, irpk_req_handle h)
+{
+    int i = km_n;
+    while (i > 0 && (km[i - 1].key > key || (km[i - 1].key == key && km[i - 1].seq > seq))) {
+        km[i] = km[i - 1];
+        i--;
+    }
+    km[i] = (km_entry){key, seq, h};
+    km_n++;
+}
+
+static km_entry km_take(int i)
+{
+    km_entry e = km[i];
+    for (int j = i; j < km_n - 1; j++) km[j] = km[j + 1];
+    km_n--;
+    return e;
+}
+
+static int km_find(irpk_req_handle h)
+{
+    for (int i = 0; i < km_n; i++)
+        if (km[i].h == h) return i;
+    return -1;
+}
+
+TEST(keyed_small_array_and_treap_switch_back_and_forth_like_a_sorted_list)
+{
+    rec r;
+    irpk_queue *q = rec_queue(&r, IRPK_QUEUE_MANUAL, IRPK_ORDER_PRIORITY, 1);
+    REQUIRE(q);
+    km_n = 0;
+    km_seq = 0;
+    uint64_t s = 42;
+    int max_seen = 0;
+    for (long step = 0; step < irpk_test_scale(40000); step++) {
+        uint64_t x = irpk_test_rand(&s);
+        int op = (int)(x % 10);
+        uint64_t key = (x >> 8) % 12; /* few keys: many equal ones */
+        /* phases of 300 steps: growing (30% removals) and shrinking (60% removals) */
+        bool remove = km_n > 0 && (km_n >= KM_MAX - 1 || ((step / 300) % 2 ? op < 6 : op < 3));
+        if (remove) {
+            if (op == 0 || op == 1) { /* retrieve "key >= k, wrapping" and complete */
+                irpk_req_handle h = 0;
+                REQUIRE(irpk_queue_retrieve_key(q, key, &h) == 0);
+                int i = 0;
+                while (i < km_n && km[i].key < key) i++;
+                if (i == km_n) i = 0;
+                CHECK_EQ(h, km[i].h);
+                if (op == 1 && km_find(h) >= 0) { /* requeue: back first among its key */
+                    km_entry e = km_take(km_find(h));
+                    CHECK_EQ(irpk_req_requeue(q, h), 0);
+                    km_insert(e.key, e.seq, h);
+                } else {
+                    km_take(km_find(h));
+                    CHECK_EQ(irpk_req_complete(q, h, 0), 0);
+                }
+            } else if (op == 2) { /* set_key: last among its new key */
+                int i = (int)((x >> 16) % (uint64_t)km_n);
+                km_entry e = km_take(i);
+                CHECK_EQ(irpk_req_set_key(q, e.h, key), 0);
+                km_insert(key, ++km_seq, e.h);
+            } else { /* cancel a queued one */
+                int i = (int)((x >> 16) % (uint64_t)km_n);
+                km_entry e = km_take(i);
+                CHECK_EQ(irpk_req_cancel(q, e.h), IRPK_CANCEL_REMOVED);
+            }
+        } else {
+            irpk_req_handle h = submit_opts(q, key, 0, 0);
+            km_insert(key, ++km_seq, h);
+        }
+        if (km_n > max_seen) max_seen = km_n;
+        irpk_req_handle peeked;
+        if (km_n)
+            CHECK(irpk_queue_peek(q, &peeked) == 0 && peeked == km[0].h);
+        else
+            CHECK_EQ(irpk_queue_peek(q, &peeked), IRPK_QE_EMPTY);
+        if (irpk_test_failed_in_case()) break;
+    }
+    CHECK(max_seen > 16); /* the walk crossed the threshold */
+    irpk_queue_free(q);
+}
