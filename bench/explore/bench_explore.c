@@ -3,6 +3,8 @@
  *   complete executions/s, 3 threads x ~20 points  goal >= 100 000 /s
  *   exhaust preemption bound 2 / 3 of that shape   goal < 0.5 s / < 10 s
  *   executions until PCT finds the R1 mutant (99th percentile over seeds)  goal <= 829
+ *   each seeded-bug mutant found by DFS in <= 1 s with a minimal trace of <= 30 lines
+ *   the seed's sample driver (examples/hello_startio) proved to bounds 2 and 3
  * Prints numbers only; never fails on speed. `bench_explore quick` runs smaller sizes. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "explore/scenarios.h"
+#include "explore_hello.h"
 #include "irpkit/explore.h"
 #include "irpkit/verifier.h"
 #include "platform/explore.h"
@@ -20,7 +23,7 @@ static double now_s(void) { return (double)plat_now_ns() / 1e9; }
 
 static void row(const char *what, double value, const char *unit, const char *goal, bool met)
 {
-    printf("  %-66s %10.2f %-5s goal %-12s %s\n", what, value, unit, goal, met ? "met" : "MISSED");
+    printf("  %-86s %10.2f %-5s goal %-12s %s\n", what, value, unit, goal, met ? "met" : "MISSED");
 }
 
 /* ---- raw fiber switch: two fibers ping-pong */
@@ -118,7 +121,7 @@ static void bench_exhaust(unsigned bound, bool sleep_sets, double goal)
     irpk_explore_result_free(&r);
 }
 
-/* ---- PCT: executions until the R1 mutant (or the best stand-in) is found */
+/* ---- PCT: executions until the R1 mutant is found */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -126,7 +129,7 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void bench_pct(const char *name, int seeds)
+static void bench_pct(const char *name, unsigned depth, int seeds)
 {
     const xscenario *sc = xscenario_find(name);
     if (!sc) return;
@@ -136,6 +139,7 @@ static void bench_pct(const char *name, int seeds)
         irpk_explore_options o;
         irpk_explore_options_init(&o);
         o.strategy = IRPK_STRATEGY_PCT;
+        o.pct_depth = depth;
         o.seed = (uint64_t)s;
         o.max_executions = 20000;
         o.minimize = false;
@@ -146,16 +150,59 @@ static void bench_pct(const char *name, int seeds)
     }
     qsort(found, (size_t)seeds, sizeof *found, cmp_u64);
     char what[96];
-    snprintf(what, sizeof what, "PCT executions to find %s (p99 of %d seeds; median %" PRIu64 ")", name,
-             seeds, found[seeds / 2]);
+    snprintf(what, sizeof what, "PCT %s executions to find %s (p99 of %d seeds; median %" PRIu64 ")",
+             depth ? (depth == 2 ? "d=2" : depth == 3 ? "d=3" : "d=1") : "d=1..3", name, seeds,
+             found[seeds / 2]);
     row(what, (double)found[seeds * 99 / 100], "runs", "<= 829", misses == 0 && found[seeds * 99 / 100] <= 829);
     free(found);
+}
+
+/* ---- the seeded-bug corpus: DFS time to the failure and the minimal trace's length */
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++) n += *s == '\n';
+    return n;
+}
+
+static void bench_mutant(const char *name)
+{
+    const xscenario *sc = xscenario_find(name);
+    if (!sc) return;
+    irpk_explore_options o;
+    irpk_explore_options_init(&o);
+    irpk_explore_result r;
+    int rc = irpk_explore(sc->fn, NULL, &o, &r);
+    char what[256];
+    snprintf(what, sizeof what, "%-17s %-24.24s run %5" PRIu64 ", %u preempt., trace %2zu lines (%3" PRIu64 " steps)",
+             name, rc == 1 ? r.what : "NOT FOUND", r.found_at, r.preemptions, count_lines(r.swimlane), r.steps);
+    row(what, r.seconds, "s", "<= 1 s, 30 l", rc == 1 && r.seconds <= 1.0 && count_lines(r.swimlane) <= 30);
+    irpk_explore_result_free(&r);
+}
+
+static void bench_prove(const char *name, unsigned bound, double goal)
+{
+    const xscenario *sc = xscenario_find(name);
+    if (!sc) return;
+    irpk_explore_options o;
+    irpk_explore_options_init(&o);
+    o.bound = bound;
+    irpk_explore_result r;
+    int rc = irpk_explore(sc->fn, NULL, &o, &r);
+    char what[256], g[32];
+    snprintf(what, sizeof what, "%s: no failure to bound %u (%" PRIu64 " schedules, %" PRIu64 " runs)", name,
+             bound, r.schedules, r.executions);
+    snprintf(g, sizeof g, "< %.1f s", goal);
+    row(what, r.seconds, "s", g, rc == 0 && r.exhaustive && r.seconds < goal);
+    irpk_explore_result_free(&r);
 }
 
 int main(int argc, char **argv)
 {
     bool quick = argc > 1 && !strcmp(argv[1], "quick");
     irpk_reports_set_quiet(1);
+    irpk_explore_hello_register();
     printf("irpkit explorer benchmarks (one core)\n");
     bench_raw_switch(quick ? 100000 : 5000000);
     bench_sched_switch(quick ? 100000 : 2000000);
@@ -164,6 +211,13 @@ int main(int argc, char **argv)
     bench_exhaust(2, true, 0.5);
     if (!quick) bench_exhaust(3, false, 10.0);
     if (!quick) bench_exhaust(3, true, 10.0);
-    bench_pct(xscenario_find("r1-mutant") ? "r1-mutant" : "lost-update", quick ? 50 : 200);
+    bench_pct("r1-mutant", 0, quick ? 50 : 200);
+    bench_pct("r1-mutant", 2, quick ? 50 : 200);
+    bench_pct("r4-mutant", 0, quick ? 50 : 200);
+    const char *corpus[] = {"sample-as-written", "r1-mutant", "r3-mutant", "r4-mutant",
+                            "r5-mutant", "r9-mutant", "r11-mutant"};
+    for (size_t i = 0; i < sizeof corpus / sizeof corpus[0]; i++) bench_mutant(corpus[i]);
+    bench_prove("sample", 2, 10.0);
+    if (!quick) bench_prove("sample", 3, 60.0);
     return 0;
 }

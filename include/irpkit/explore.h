@@ -79,14 +79,21 @@ typedef struct irpk_explore_result {
     unsigned preemptions;  /* of the reported (minimized) failing schedule */
     uint64_t steps;        /* steps of that schedule */
     char *schedule;        /* the failing schedule string (malloc'd), or NULL */
-    char *swimlane;        /* that schedule as a swimlane (malloc'd), or NULL */
+    char *swimlane;        /* that schedule as a swimlane, sliced to the steps that tell the
+                              failure's story (malloc'd), or NULL */
+    char *swimlane_full;   /* every step of every thread (malloc'd), or NULL */
+    char *report;          /* IRPK_FAILURE_REPORT: the verifier's full report text for the
+                              reported schedule (IRP history, where, cause and fix), or NULL */
 } irpk_explore_result;
 
 /* Defaults as documented in irpk_explore_options. */
 void irpk_explore_options_init(irpk_explore_options *opt);
 
 /* Explore `scenario`. opt NULL = defaults. Fills *res (release with irpk_explore_result_free).
- * Returns 1 if a failure was found, 0 if none, -1 on invalid options. */
+ * Returns 1 if a failure was found, 0 if none, -1 on invalid options.
+ * Verifier reports raised inside executions fail them but do not stay in the report store:
+ * irpk_report_count() after irpk_explore/irpk_replay returns what it did before (the failing
+ * run's report is res->report). */
 int irpk_explore(irpk_scenario_fn scenario, void *arg, const irpk_explore_options *opt,
                  irpk_explore_result *res);
 
@@ -112,6 +119,22 @@ void irpk_explore_fail(const char *fmt, ...)
 
 /* True while the calling code runs inside an exploration (a simulated thread). */
 bool irpk_explore_active(void);
+
+/* ---- named scenarios (`irpkit explore SCENARIO`, --list, the tests and the benchmark)
+ * The library's built-in scenarios (platform-level ones and driver mutants) are always there;
+ * code outside it — the CLI for the example drivers, tests — adds its own. */
+typedef struct irpk_scenario {
+    const char *name;        /* unique, shell-friendly ("sample") */
+    const char *summary;     /* one line for --list */
+    irpk_scenario_fn fn;     /* run with arg NULL */
+    irpk_failure expect;     /* what exploring it should find (IRPK_FAILURE_NONE: correct code) */
+    const char *expect_what; /* the failure's `what`, alternatives separated by '|'; or NULL */
+} irpk_scenario;
+
+/* Add a scenario (copied; its strings and fn must stay valid). Call from one thread before
+ * exploring. Returns 0, or -1 if the name is taken, an argument is missing or the registry is
+ * full (64 scenarios in all). */
+int irpk_explore_register_scenario(const irpk_scenario *s);
 
 #define IRPK_EXPLORE_CHECK(cond)                                                              \
     do {                                                                                      \

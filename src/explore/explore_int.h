@@ -88,13 +88,19 @@ void xminimize(irpk_scenario_fn fn, void *arg, const xsched *failing,
 
 /* ------------------------------------------------------------------ swimlane (swimlane.c) */
 
-/* One column per thread, one row per step (malloc'd text). */
-char *xswimlane_render(const plat_explore_outcome *o);
+/* One column per thread, one row per step (malloc'd text). full: every step of every thread;
+ * else the slice that tells the failure's story (swimlane.c). */
+char *xswimlane_render(const plat_explore_outcome *o, bool full);
 
 /* ------------------------------------------------------------------ verifier reports */
 
-/* While exploring, verifier reports and bug checks fail the execution (search.c). */
+/* While exploring, verifier reports and bug checks fail the execution (search.c); the report
+ * store keeps what it held before the exploration (each report raised inside an execution is
+ * removed again at once) and the last one's full text is kept for the result. */
 void xreports_capture_begin(void);
 void xreports_capture_end(void);
+/* Full text of the last report raised inside an execution ("" if none since `clear`). */
+const char *xreports_last(void);
+void xreports_clear_last(void);
 
 #endif

@@ -7,6 +7,8 @@
 
 #include "explore/explore_int.h"
 #include "irpkit/bugcheck.h"
+#include "irpkit/verifier.h"
+#include "verify/verify.h"
 #include "platform/platform.h"
 
 #define DEFAULT_NONDFS_EXECUTIONS 10000
@@ -40,7 +42,9 @@ void irpk_explore_result_free(irpk_explore_result *r)
 {
     free(r->schedule);
     free(r->swimlane);
-    r->schedule = r->swimlane = NULL;
+    free(r->swimlane_full);
+    free(r->report);
+    r->schedule = r->swimlane = r->swimlane_full = r->report = NULL;
 }
 
 /* ------------------------------------------------------------------ scenario side */
@@ -61,8 +65,15 @@ bool irpk_explore_active(void) { return plat_mode() == PLAT_EXPLORE; }
 
 static irpk_bugcheck_hook saved_hook;
 static void *saved_ctx;
+static size_t saved_count; /* reports in the store when the exploration began */
+static char last_report[8192];
 
-/* A report inside an execution fails it; the report's name is the failure kind. */
+const char *xreports_last(void) { return last_report; }
+void xreports_clear_last(void) { last_report[0] = 0; }
+
+/* A report inside an execution fails it; the report's name is the failure kind. The store
+ * already holds it (it records before calling the hook): drop it again, so reports from
+ * thousands of executions do not pile up and irpk_report_count() stays meaningful. */
 static void report_hook(const irpk_bugcheck *bc, void *ctx)
 {
     (void)ctx;
@@ -70,6 +81,8 @@ static void report_hook(const irpk_bugcheck *bc, void *ctx)
         if (saved_hook) saved_hook(bc, saved_ctx);
         return;
     }
+    vrf_reports_truncate(saved_count);
+    snprintf(last_report, sizeof last_report, "%s", bc->text ? bc->text : "");
     char first[256];
     const char *nl = bc->text ? strchr(bc->text, '\n') : NULL;
     size_t n = bc->text ? (nl ? (size_t)(nl - bc->text) : strlen(bc->text)) : 0;
@@ -77,7 +90,12 @@ static void report_hook(const irpk_bugcheck *bc, void *ctx)
     plat_explore_fail(bc->name ? bc->name : irpk_bugcheck_name(bc->code), first);
 }
 
-void xreports_capture_begin(void) { saved_hook = irpk_bugcheck_set_hook(report_hook, NULL); }
+void xreports_capture_begin(void)
+{
+    saved_count = irpk_report_count();
+    last_report[0] = 0;
+    saved_hook = irpk_bugcheck_set_hook(report_hook, NULL);
+}
 
 void xreports_capture_end(void)
 {
@@ -169,10 +187,13 @@ static void finish_failure(irpk_scenario_fn fn, void *arg, const irpk_explore_op
     xsched taken;
     xsched_init(&taken, best.strategy, best.seed, best.bound, best.vcpus, best.max_steps);
     rr.taken = &taken;
+    xreports_clear_last();
     xreplay_run(fn, arg, &rr, &out);
     free(r->schedule);
     r->schedule = xsched_format(&taken);
-    r->swimlane = xswimlane_render(&out);
+    r->swimlane = xswimlane_render(&out, false);
+    r->swimlane_full = xswimlane_render(&out, true);
+    if (xreports_last()[0]) r->report = strdup(xreports_last());
     r->preemptions = out.preemptions;
     r->steps = out.steps;
     copy_failure(r, xoutcome_failure(&out), out.what, out.detail); /* the minimized run's words */
@@ -261,7 +282,9 @@ int irpk_replay(irpk_scenario_fn fn, void *arg, const char *schedule, irpk_explo
     xreplay rr = {&s, true, SIZE_MAX, true, NULL, NULL, XTAIL_RECORDED};
     bool exact = xreplay_run(fn, arg, &rr, &out);
     uint64_t h = out.hash;
+    xreports_clear_last();
     exact = xreplay_run(fn, arg, &rr, &out) && exact && out.hash == h;
+    if (xreports_last()[0]) r->report = strdup(xreports_last());
     xreports_capture_end();
     r->executions = 2;
     r->schedules = 1;
@@ -269,7 +292,8 @@ int irpk_replay(irpk_scenario_fn fn, void *arg, const char *schedule, irpk_explo
     r->preemptions = out.preemptions;
     r->steps = out.steps;
     r->schedule = xsched_format(&s);
-    r->swimlane = xswimlane_render(&out);
+    r->swimlane = xswimlane_render(&out, false);
+    r->swimlane_full = xswimlane_render(&out, true);
     if (!exact)
         report_nondeterminism(r, "the schedule did not replay identically (diverged from the "
                                  "recorded choices, or two replays differed)");

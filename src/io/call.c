@@ -26,14 +26,15 @@ static void charge_top_target(PIRP irp, PDEVICE_OBJECT dev)
     io_irp_priv *p = io_priv(irp);
     if (irp->CurrentLocation != irp->StackCount || p->target) return;
     p->target = dev;
-    plat_fetch_add32(&io_dev_priv(dev)->in_flight, 1);
+    /* in_flight feeds the unload/IoDeleteDevice checks only: bookkeeping, no scheduling point. */
+    plat_bk_fetch_add32(&io_dev_priv(dev)->in_flight, 1);
 }
 
 static void discharge_top_target(PIRP irp)
 {
     io_irp_priv *p = io_priv(irp);
     if (!p->target) return;
-    plat_fetch_add32(&io_dev_priv(p->target)->in_flight, -1);
+    plat_bk_fetch_add32(&io_dev_priv(p->target)->in_flight, -1);
     p->target = NULL;
 }
 

@@ -6,7 +6,8 @@
 /* One global lock, a KSPIN_LOCK so IRQL rules and held-lock tracking apply to it. */
 KSPIN_LOCK io_cancel_lock;
 /* Holder's thread record, for 0x11B and io_cancel_lock_held_by_me (written only by the holder,
- * read racily by others: atomic). */
+ * read racily by others: atomic). Diagnostics only, so bookkeeping atomics (plat_bk_*): no
+ * scheduling points next to the lock's own. */
 static void *volatile cancel_owner;
 /* IoAcquireCancelSpinLock calls (one atomic add next to taking the global lock anyway). */
 static volatile int64_t cancel_acquisitions;
@@ -20,15 +21,15 @@ static void cancel_reset(void)
 
 __attribute__((constructor)) static void cancel_register_reset(void) { plat_on_reset(cancel_reset); }
 
-bool io_cancel_lock_held_by_me(void) { return plat_load_ptr(&cancel_owner) == plat_self(); }
+bool io_cancel_lock_held_by_me(void) { return plat_bk_load_ptr(&cancel_owner) == plat_self(); }
 bool io_cancel_lock_held(void) { return plat_lock_is_held((volatile plat_lockword *)&io_cancel_lock); }
-uint64_t io_cancel_lock_acquisitions(void) { return (uint64_t)plat_load64(&cancel_acquisitions); }
+uint64_t io_cancel_lock_acquisitions(void) { return (uint64_t)plat_bk_load64(&cancel_acquisitions); }
 
 VOID IoAcquireCancelSpinLock(PKIRQL Irql)
 {
-    plat_fetch_add64(&cancel_acquisitions, 1);
+    plat_bk_fetch_add64(&cancel_acquisitions, 1); /* a statistic: bookkeeping */
     KeAcquireSpinLock(&io_cancel_lock, Irql);
-    plat_store_ptr(&cancel_owner, plat_self());
+    plat_bk_store_ptr(&cancel_owner, plat_self());
 }
 
 VOID IoReleaseCancelSpinLock(KIRQL Irql)
@@ -49,13 +50,13 @@ VOID IoReleaseCancelSpinLock(KIRQL Irql)
                    "(released twice, or never acquired). The release is ignored.");
         return;
     }
-    plat_store_ptr(&cancel_owner, NULL);
+    plat_bk_store_ptr(&cancel_owner, NULL);
     KeReleaseSpinLock(&io_cancel_lock, Irql);
 }
 
 PDRIVER_CANCEL IoSetCancelRoutine(PIRP Irp, PDRIVER_CANCEL CancelRoutine)
 {
-    plat_point("IoSetCancelRoutine", Irp);
+    plat_label("IoSetCancelRoutine", Irp); /* the exchange is the (one) scheduling point */
     PDRIVER_CANCEL old = (PDRIVER_CANCEL)plat_xchg_ptr((void *volatile *)&Irp->CancelRoutine,
                                                        (void *)CancelRoutine);
     if (CancelRoutine) io_irp_mark(Irp, IO_STEP_ARM_CANCEL);
@@ -112,7 +113,7 @@ static void report_cancel_of_completed(PIRP irp, PDRIVER_CANCEL routine)
 
 BOOLEAN IoCancelIrp(PIRP Irp)
 {
-    plat_point("IoCancelIrp", Irp);
+    plat_label("IoCancelIrp", Irp); /* try_ref's first load is the scheduling point */
     if (!try_ref(Irp)) { /* already released: a use after free */
         io_irp_check_usable(Irp, "IoCancelIrp");
         return FALSE;

@@ -69,7 +69,10 @@ NTSTATUS IoCreateDriver(PUNICODE_STRING DriverName, PDRIVER_INITIALIZE Initializ
     }
     UNICODE_STRING registry = RTL_CONSTANT_STRING(L"\\Registry\\Machine\\System\\CurrentControlSet\\Services\\irpkit");
     st = InitializationFunction(&b->drv, &registry);
-    if (NT_SUCCESS(st)) return st;
+    if (NT_SUCCESS(st)) {
+        io_registry_add(&b->drv);
+        return st;
+    }
     delete_all_devices(&b->drv);
     io_ns_remove_driver(&b->drv);
     plat_free(b);
@@ -80,7 +83,7 @@ static int report_leftovers(PDRIVER_OBJECT drv)
 {
     int problems = 0;
     for (PDEVICE_OBJECT d = drv->DeviceObject; d; d = d->NextDevice) {
-        int32_t n = plat_load32(&io_dev_priv(d)->in_flight);
+        int32_t n = plat_bk_load32(&io_dev_priv(d)->in_flight);
         problems++;
         vrf_report(IRPK_BUGCHECK_DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, (uintptr_t)drv,
                    (uintptr_t)d, (uintptr_t)n, 0, NULL, d, NULL,
@@ -102,10 +105,13 @@ int io_unload_driver(PDRIVER_OBJECT driver)
      * the driver bug into a use-after-free. */
     for (PDEVICE_OBJECT d = driver->DeviceObject, next; d; d = next) {
         next = d->NextDevice;
-        if (!plat_load32(&io_dev_priv(d)->in_flight)) IoDeleteDevice(d);
+        if (!plat_bk_load32(&io_dev_priv(d)->in_flight)) IoDeleteDevice(d);
     }
     io_ns_remove_driver(driver);
-    if (!driver->DeviceObject) plat_free(CONTAINING_RECORD(driver, driver_block, drv));
+    if (!driver->DeviceObject) {
+        io_registry_remove(driver);
+        plat_free(CONTAINING_RECORD(driver, driver_block, drv));
+    }
     return problems;
 }
 
@@ -155,6 +161,7 @@ NTSTATUS IoCreateDevice(PDRIVER_OBJECT DriverObject, ULONG DeviceExtensionSize,
     b->dev.NextDevice = DriverObject->DeviceObject;
     DriverObject->DeviceObject = &b->dev;
     *DeviceObject = &b->dev;
+    io_registry_add(&b->dev);
     vrf_device_created(&b->dev); /* verifier per-device state (stalls, recursion) */
     return STATUS_SUCCESS;
 }
@@ -169,7 +176,7 @@ static void unlink_from_driver(PDEVICE_OBJECT dev)
 VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
 {
     io_device_priv *p = io_dev_priv(DeviceObject);
-    int32_t n = plat_load32(&p->in_flight);
+    int32_t n = plat_bk_load32(&p->in_flight);
     if (n)
         vrf_report(IRPK_BUGCHECK_DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
                    (uintptr_t)DeviceObject->DriverObject, (uintptr_t)DeviceObject, (uintptr_t)n, 0,
@@ -182,6 +189,7 @@ VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
     io_ns_remove_device(p->name);
     unlink_from_driver(DeviceObject);
     if (DeviceObject->DeviceObjectExtension->AttachedTo) IoDetachDevice(DeviceObject->DeviceObjectExtension->AttachedTo);
+    io_registry_remove(DeviceObject);
     plat_free(CONTAINING_RECORD(DeviceObject, device_block, dev));
 }
 

@@ -147,8 +147,16 @@ void io_set_completion_handoff(io_handoff_fn fn);
 
 /* ---- explorer / swimlanes */
 /* Describe an object pointer: "IRP#3 (queued)" for IRPs, the device name for devices, "cancel
- * lock" for the cancel lock; NULL when the pointer is not an io object. */
+ * lock" for the cancel lock; NULL when the pointer is not an io object. Explore mode: any
+ * pointer may be passed (interior pointers, lock words, stack addresses): only objects in the
+ * registry below are read. Native mode: obj must be NULL, &io_cancel_lock or a live IRP,
+ * device or driver object (the caller vouches; nothing is registered natively). */
 const char *io_describe(const void *obj, char *buf, size_t n);
+/* The registry of live io objects io_describe may read (explore mode only; no-ops natively):
+ * IRPs from IoAllocateIrp (IoInitializeIrp's live in driver memory that may be freed without
+ * io knowing, so they are not described), device and driver objects. Reset per execution. */
+void io_registry_add(const void *obj);
+void io_registry_remove(const void *obj);
 
 /* ---- per-thread io state (plat_thread.ext[PLAT_EXT_IO]; the user-mode layer adds fields) */
 typedef struct io_thread {

@@ -28,13 +28,60 @@ static int32_t next_id;
 static int32_t live_irps;
 static int32_t pool_frees;
 
+/* ---- registry of live io objects (explore mode only): io_describe is handed arbitrary
+ * pointers there (every object a scheduling point names) and must only read memory it knows
+ * is an IRP, device or driver. One simulated thread runs at a time, so plain accesses; a
+ * short array (scenarios have few objects; when full, new objects are simply not described). */
+#define REGISTRY_MAX 256
+static const void *registry[REGISTRY_MAX];
+static int registry_n;
+
+void io_registry_add(const void *obj)
+{
+    if (plat_mode() != PLAT_EXPLORE) return;
+    for (int i = 0; i < registry_n; i++)
+        if (registry[i] == obj) return;
+    if (registry_n < REGISTRY_MAX) registry[registry_n++] = obj;
+}
+
+void io_registry_remove(const void *obj)
+{
+    if (plat_mode() != PLAT_EXPLORE) return;
+    for (int i = 0; i < registry_n; i++)
+        if (registry[i] == obj) {
+            registry[i] = registry[--registry_n];
+            return;
+        }
+}
+
+static bool registered(const void *obj)
+{
+    for (int i = 0; i < registry_n; i++)
+        if (registry[i] == obj) return true;
+    return false;
+}
+
+/* The parts of a registered device scheduling points name: its device queue and DPC. */
+static const char *describe_device_part(const void *obj, char *buf, size_t n)
+{
+    for (int i = 0; i < registry_n; i++) {
+        PDEVICE_OBJECT d = (PDEVICE_OBJECT)registry[i];
+        if (d->Type != IO_TYPE_DEVICE) continue;
+        const wchar_t *name = io_dev_priv(d)->name[0] ? io_dev_priv(d)->name : L"(unnamed device)";
+        if (obj == (const void *)&d->DeviceQueue) return snprintf(buf, n, "%ls queue", name), buf;
+        if (obj == (const void *)&d->Dpc) return snprintf(buf, n, "%ls DpcForIsr", name), buf;
+    }
+    return NULL;
+}
+
 static void irp_reset_globals(void)
 {
+    registry_n = 0;
     /* Explore mode: cached blocks were plat_alloc memory already released; forget them. */
     memset(lists, 0, sizeof lists);
-    plat_store32(&next_id, 0);
-    plat_store32(&live_irps, 0);
-    plat_store32(&pool_frees, 0);
+    plat_bk_store32(&next_id, 0);
+    plat_bk_store32(&live_irps, 0);
+    plat_bk_store32(&pool_frees, 0);
 }
 
 __attribute__((constructor)) static void irp_register_reset(void) { plat_on_reset(irp_reset_globals); }
@@ -82,7 +129,7 @@ void io_lookaside_get_stats(io_lookaside_stats *out)
         plat_lock_release(&lists[i].lock);
     }
     out->pool_allocs = out->allocs - out->hits;
-    out->pool_frees = (uint64_t)plat_load32(&pool_frees);
+    out->pool_frees = (uint64_t)plat_bk_load32(&pool_frees);
 }
 
 void io_lookaside_drain(void)
@@ -95,13 +142,14 @@ void io_lookaside_drain(void)
         plat_lock_release(&lists[i].lock);
         while (irp) {
             PIRP next = (PIRP)irp->ThreadListEntry.Flink;
+            io_registry_remove(irp);
             plat_free(irp);
             irp = next;
         }
     }
 }
 
-long io_irps_live(void) { return plat_load32(&live_irps); }
+long io_irps_live(void) { return plat_bk_load32(&live_irps); }
 
 /* Zero the packet and set the fields IoInitializeIrp defines (NT_SEMANTICS.md §6.1). */
 static void irp_format(PIRP irp, USHORT size, CCHAR stack)
@@ -119,7 +167,7 @@ static void irp_adopt(PIRP irp, uint32_t pflags)
 {
     io_irp_priv *p = io_priv(irp);
     p->refs = 1;
-    p->id = (uint32_t)plat_fetch_add32(&next_id, 1) + 1;
+    p->id = (uint32_t)plat_bk_fetch_add32(&next_id, 1) + 1; /* a name only: bookkeeping */
     p->pflags = pflags;
 }
 
@@ -134,8 +182,9 @@ PIRP IoAllocateIrp(CCHAR StackSize, BOOLEAN ChargeQuota)
     if (!irp) return NULL;
     irp_format(irp, size, StackSize);
     irp_adopt(irp, 0);
+    io_registry_add(irp); /* not IoInitializeIrp's: driver memory may go away unannounced */
     if (small) irp->AllocationFlags = IRP_LOOKASIDE_ALLOCATION | IRP_ALLOCATED_FIXED_SIZE;
-    plat_fetch_add32(&live_irps, 1);
+    plat_bk_fetch_add32(&live_irps, 1);
     io_irp_step(irp, IO_STEP_ALLOC, " (%d stack locations%s)", StackSize,
                 small ? ", lookaside" : "");
     return irp;
@@ -193,15 +242,18 @@ void io_irp_release(PIRP irp)
     irp->Type = 0;
     plat_store_ptr((void *volatile *)&irp->CancelRoutine, NULL);
     if (p->pflags & IO_PF_DRIVER_MEMORY) return;
-    plat_fetch_add32(&live_irps, -1);
+    plat_bk_fetch_add32(&live_irps, -1);
     if ((irp->AllocationFlags & IRP_LOOKASIDE_ALLOCATION) && lookaside_push(irp)) return;
-    plat_fetch_add32(&pool_frees, 1);
+    plat_bk_fetch_add32(&pool_frees, 1);
+    io_registry_remove(irp);
     plat_free(irp);
 }
 
 bool io_irp_check_usable(PIRP irp, const char *api)
 {
-    if (irp && irp->Type == IO_TYPE_IRP && !plat_load32(&io_priv(irp)->freed)) return true;
+    /* A misuse check right after the caller's own scheduling point: bookkeeping load (IoFreeIrp's
+     * exchange of `freed` is the point that orders against it). */
+    if (irp && irp->Type == IO_TYPE_IRP && !plat_bk_load32(&io_priv(irp)->freed)) return true;
     vrf_report(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS, (uintptr_t)irp, 0, 0, 0, irp, NULL, NULL,
                "do not touch an IRP after IoFreeIrp (or after completing one you do not own): "
                "keep what you need in locals before completing or freeing it.",
@@ -220,7 +272,8 @@ VOID IoFreeIrp(PIRP Irp)
 }
 
 /* ---- history: one 64-bit word per step (atomic, so racing recorders and readers are safe):
- * bits 0-7 step, 8-15 IRQL, 16-31 thread id, 32-63 time in µs (only while tracing). */
+ * bits 0-7 step, 8-15 IRQL, 16-31 thread id, 32-63 time in µs (only while tracing).
+ * Recording is instrumentation: bookkeeping atomics (plat_bk_*), never a scheduling point. */
 
 static const struct {
     const char *name, *routine;
@@ -260,8 +313,8 @@ void io_irp_step(PIRP irp, io_step step, const char *fmt, ...)
     uint64_t word = (uint64_t)step | (uint64_t)t->irql << 8 | (uint64_t)(t->id & 0xFFFF) << 16 |
                     us << 32;
     io_irp_priv *p = io_priv(irp);
-    int32_t i = plat_fetch_add32(&p->hist_next, 1);
-    plat_store64(&p->hist[i % IO_HISTORY_LEN], (int64_t)word);
+    int32_t i = plat_bk_fetch_add32(&p->hist_next, 1);
+    plat_bk_store64(&p->hist[i % IO_HISTORY_LEN], (int64_t)word);
     /* Verifier: the driver routine this step happened in (threads it has state for). */
     if (t->ext[PLAT_EXT_VERIFY]) vrf_step_context(t, p, i);
     if (!tracing) return;
@@ -277,12 +330,12 @@ void io_irp_step(PIRP irp, io_step step, const char *fmt, ...)
 const char *io_irp_history(PIRP irp, char *buf, size_t n)
 {
     io_irp_priv *p = io_priv(irp);
-    int32_t total = plat_load32(&p->hist_next);
+    int32_t total = plat_bk_load32(&p->hist_next);
     int32_t first = total > IO_HISTORY_LEN ? total - IO_HISTORY_LEN : 0;
     size_t len = 0;
     buf[0] = 0;
     for (int32_t i = first; i < total && len + 1 < n; i++) {
-        uint64_t w = (uint64_t)plat_load64(&p->hist[i % IO_HISTORY_LEN]);
+        uint64_t w = (uint64_t)plat_bk_load64(&p->hist[i % IO_HISTORY_LEN]);
         char name[PLAT_NAME_MAX], irql[16];
         int k = snprintf(buf + len, n - len, "  %2d. %-18s %-46s %-10s %s", i + 1,
                          io_step_routine((io_step)(w & 0xFF)), io_step_name((io_step)(w & 0xFF)),
@@ -303,8 +356,8 @@ const char *io_irp_history(PIRP irp, char *buf, size_t n)
 static const char *describe_irp(PIRP irp, char *buf, size_t n)
 {
     io_irp_priv *p = io_priv(irp);
-    int32_t total = plat_load32(&p->hist_next);
-    uint64_t last = total ? (uint64_t)plat_load64(&p->hist[(total - 1) % IO_HISTORY_LEN]) : 0;
+    int32_t total = plat_bk_load32(&p->hist_next);
+    uint64_t last = total ? (uint64_t)plat_bk_load64(&p->hist[(total - 1) % IO_HISTORY_LEN]) : 0;
     snprintf(buf, n, "IRP#%u (%s)", p->id, io_step_name((io_step)(last & 0xFF)));
     return buf;
 }
@@ -313,7 +366,11 @@ const char *io_describe(const void *obj, char *buf, size_t n)
 {
     if (!obj) return NULL;
     if (obj == (const void *)&io_cancel_lock) return snprintf(buf, n, "cancel lock"), buf;
+    if (plat_mode() == PLAT_EXPLORE && !registered(obj)) /* unknown: never read it */
+        return describe_device_part(obj, buf, n);
     const CSHORT type = *(const CSHORT *)obj;
+    if (type == 0 && plat_mode() == PLAT_EXPLORE) /* a registered IRP resting in the lookaside */
+        return snprintf(buf, n, "IRP#%u (released)", io_priv((PIRP)obj)->id), buf;
     if (type == IO_TYPE_IRP && ((const IRP *)obj)->Size >= sizeof(IRP))
         return describe_irp((PIRP)obj, buf, n);
     if (type == IO_TYPE_DEVICE) {

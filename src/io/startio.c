@@ -32,12 +32,13 @@ int io_startio_depth(void)
     return io ? io->startio_depth : 0;
 }
 
-int io_startio_max_depth(PDEVICE_OBJECT dev) { return plat_load32(&io_dev_priv(dev)->max_startio_depth); }
+int io_startio_max_depth(PDEVICE_OBJECT dev) { return plat_bk_load32(&io_dev_priv(dev)->max_startio_depth); }
 
+/* Statistics (max depth, call count) are bookkeeping atomics: no scheduling points. */
 static void note_depth(io_device_priv *d, int32_t depth)
 {
-    for (int32_t m = plat_load32(&d->max_startio_depth); depth > m; m = plat_load32(&d->max_startio_depth))
-        if (plat_cas32(&d->max_startio_depth, m, depth) == m) break;
+    for (int32_t m = plat_bk_load32(&d->max_startio_depth); depth > m; m = plat_bk_load32(&d->max_startio_depth))
+        if (plat_bk_cas32(&d->max_startio_depth, m, depth) == m) break;
 }
 
 /* StartIo runs synchronously in the caller's thread at DISPATCH_LEVEL with no I/O-manager lock
@@ -51,7 +52,7 @@ void io_call_startio(PDEVICE_OBJECT dev, PIRP irp)
     io_thread *t = io_self();
     int32_t depth = ++t->startio_depth;
     note_depth(io_dev_priv(dev), depth);
-    plat_fetch_add32(&io_dev_priv(dev)->startio_calls, 1);
+    plat_bk_fetch_add32(&io_dev_priv(dev)->startio_calls, 1);
     trace_emit(TRACE_BEGIN, "StartIo", id, (uint8_t)depth, "depth %d", depth);
     int vf = vrf_on() ? vrf_startio_enter(dev, irp) : -1; /* StartIoRecursion, queue-stall state */
     dev->DriverObject->DriverStartIo(dev, irp);
@@ -126,7 +127,6 @@ static void start_next_now(PDEVICE_OBJECT dev, BOOLEAN cancelable, bool bykey, U
     KIRQL cancel_irql = PASSIVE_LEVEL;
     if (cancelable) IoAcquireCancelSpinLock(&cancel_irql);
     dev->CurrentIrp = NULL;
-    plat_point("KeRemoveDeviceQueue", &dev->DeviceQueue);
     PKDEVICE_QUEUE_ENTRY e = bykey ? KeRemoveByKeyDeviceQueue(&dev->DeviceQueue, key)
                                    : KeRemoveDeviceQueue(&dev->DeviceQueue);
     if (!e) {

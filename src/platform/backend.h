@@ -36,6 +36,8 @@ typedef struct plat_ops {
 
     void *(*alloc)(size_t n);
     void (*free)(void *p);
+
+    void (*label)(const char *op, const void *obj); /* names the thread's next point */
 } plat_ops;
 
 extern const plat_ops *plat_explore_ops;

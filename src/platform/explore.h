@@ -109,8 +109,9 @@ typedef struct plat_explore_step {
     uint32_t tid;
     uint8_t vcpu, irql, kind; /* kind: enum plat_explore_choice_kind */
     bool preempted;           /* this step was a preemption */
-    const char *op;
-    const void *obj;
+    const char *op;           /* as shown: a plat_label, else the operation */
+    const void *obj;          /* its object as shown */
+    const void *addr;         /* what the operation really acts on (lock word, atomic, …) */
     char obj_name[PLAT_EXPLORE_DESC]; /* describer output before the step ("IRP#3 queued") */
     char obj_after[PLAT_EXPLORE_DESC]; /* … and after it */
 } plat_explore_step;
@@ -126,6 +127,8 @@ typedef struct plat_explore_outcome {
     int64_t vtime_ns;     /* virtual time at the end */
     unsigned nthreads;
     char names[PLAT_EXPLORE_MAX_THREADS][PLAT_NAME_MAX]; /* by tid - 1 */
+    bool system[PLAT_EXPLORE_MAX_THREADS];                /* by tid - 1: a system thread */
+    bool exited[PLAT_EXPLORE_MAX_THREADS];                /* by tid - 1: ran to its end */
     const plat_explore_step *log; /* log_steps only; valid until the next run */
     size_t nlog;
 } plat_explore_outcome;

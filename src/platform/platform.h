@@ -134,6 +134,52 @@ void *plat_cas_ptr(void *volatile *p, void *expected, void *desired);
 /* A full memory barrier (KeMemoryBarrier). */
 void plat_fence(void);
 
+/* ------------------------------------------------------------------ bookkeeping atomics
+ *
+ * Atomic (seq_cst, exactly like the functions above), but NEVER a scheduling point: only for
+ * instrumentation that does not affect program behaviour — the per-IRP history, the trace
+ * ring, statistics counters, diagnostic owner fields, the verifier's shadow state. Native mode:
+ * the same __atomic operation as plat_*. Explore mode: the same operation without a point (one
+ * fiber runs at a time, so it is trivially atomic) — instrumentation then adds no steps and
+ * leaves the explorer's search space unchanged.
+ *
+ * Rule: if any thread's control flow or any value the driver/runtime acts on depends on the
+ * word, it is not bookkeeping — use the plat_* forms. (Reading bookkeeping to *report* is fine.)
+ * Defined inline: on the hot paths they cost what the builtin costs. */
+static inline int32_t plat_bk_load32(const volatile int32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void plat_bk_store32(volatile int32_t *p, int32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline int32_t plat_bk_fetch_add32(volatile int32_t *p, int32_t v) /* returns old */
+{
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+static inline int32_t plat_bk_fetch_or32(volatile int32_t *p, int32_t v) /* returns old */
+{
+    return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);
+}
+static inline int32_t plat_bk_cas32(volatile int32_t *p, int32_t expected, int32_t desired) /* old */
+{
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expected;
+}
+static inline int64_t plat_bk_load64(const volatile int64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void plat_bk_store64(volatile int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline int64_t plat_bk_fetch_add64(volatile int64_t *p, int64_t v) /* returns old */
+{
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+static inline int64_t plat_bk_cas64(volatile int64_t *p, int64_t expected, int64_t desired) /* old */
+{
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expected;
+}
+static inline void *plat_bk_load_ptr(void *const volatile *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void plat_bk_store_ptr(void *volatile *p, void *v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline void *plat_bk_cas_ptr(void *volatile *p, void *expected, void *desired) /* old */
+{
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expected;
+}
+
 /* ------------------------------------------------------------------ locks */
 
 /* A mutual-exclusion lock living in a pointer-sized word (0 = free). Acquire blocks (the
@@ -147,6 +193,14 @@ void plat_lock_acquire(volatile plat_lockword *w);
 bool plat_lock_try(volatile plat_lockword *w);
 void plat_lock_release(volatile plat_lockword *w);
 bool plat_lock_is_held(const volatile plat_lockword *w); /* racy snapshot, diagnostics only */
+
+/* Bookkeeping lock (see "bookkeeping atomics" above): a leaf lock that guards instrumentation
+ * only (trace ring, name tables, report store) and is never a scheduling point. Native mode:
+ * the same lock as plat_lock_*. Explore mode: a plain flag — nothing inside the critical
+ * section may be a scheduling point (no plat_* atomic, lock, wait or point), so it is always
+ * free when taken; finding it held is an internal error (plat_panic). */
+void plat_bk_lock_acquire(volatile plat_lockword *w);
+void plat_bk_lock_release(volatile plat_lockword *w);
 
 /* ------------------------------------------------------------------ wait / wake (futex-like) */
 
@@ -185,11 +239,21 @@ void plat_yield(void);
 /* A labelled scheduling point. Upper layers call it at the operations the explorer must be
  * able to interleave that are not already a lock, atomic or wait (IoCompleteRequest,
  * IoMarkIrpPending, StartIo entry, …). `op` is a static string naming the operation, `obj`
- * the object it acts on (for swimlanes). Native mode: a no-op unless an injection hook is set
- * (the verifier's delay injection). */
+ * the object it acts on (for swimlanes and for the explorer's independence of steps: steps on
+ * different objects commute). obj NULL means it acts on no shared object (ke's IRQL change):
+ * such a step commutes with every other thread's step. Native mode: a no-op unless an
+ * injection hook is set (the verifier's delay injection). */
 void plat_point(const char *op, const void *obj);
 
-/* Native-mode hook called by plat_point (NULL = none). The explorer ignores it. */
+/* Name the calling thread's *next* scheduling point without adding one: in explore mode the next
+ * plat_* atomic, lock, wait or point of this thread appears in swimlanes as `op obj` (the
+ * scheduler still treats it as the operation on its real address). For an API whose first
+ * synchronising step is an atomic ("IoSetCancelRoutine" = one exchange): a separate plat_point
+ * in front of it would be a second, redundant point. Native mode: the same as plat_point (the
+ * injection hook sees it). */
+void plat_label(const char *op, const void *obj);
+
+/* Native-mode hook called by plat_point and plat_label (NULL = none). The explorer ignores it. */
 typedef void (*plat_point_hook)(const char *op, const void *obj);
 void plat_set_point_hook(plat_point_hook hook);
 

@@ -281,6 +281,27 @@ static void native_lock_release(volatile plat_lockword *w)
     if (__atomic_exchange_n(w, 0, __ATOMIC_RELEASE) == 2) futex_wake(lock_futex(w), 1);
 }
 
+/* Explore mode: one fiber runs at a time and the critical section has no scheduling point, so
+ * the word is always 0 here; a 1 means some code switched fibers while holding it. */
+void plat_bk_lock_acquire(volatile plat_lockword *w)
+{
+    if (EXPLORING()) {
+        if (__atomic_exchange_n(w, 1, __ATOMIC_ACQUIRE) != 0)
+            plat_panic("explore: a bookkeeping lock is held across a scheduling point");
+        return;
+    }
+    native_lock_acquire(w);
+}
+
+void plat_bk_lock_release(volatile plat_lockword *w)
+{
+    if (EXPLORING()) {
+        __atomic_store_n(w, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    native_lock_release(w);
+}
+
 bool plat_lock_is_held(const volatile plat_lockword *w)
 {
     return __atomic_load_n(w, __ATOMIC_RELAXED) != 0;
@@ -528,6 +549,16 @@ void plat_point(const char *op, const void *obj)
 {
     if (EXPLORING()) {
         plat_explore_ops->point(op, obj);
+        return;
+    }
+    plat_point_hook h = __atomic_load_n(&point_hook, __ATOMIC_ACQUIRE);
+    if (h) h(op, obj);
+}
+
+void plat_label(const char *op, const void *obj)
+{
+    if (EXPLORING()) {
+        plat_explore_ops->label(op, obj);
         return;
     }
     plat_point_hook h = __atomic_load_n(&point_hook, __ATOMIC_ACQUIRE);

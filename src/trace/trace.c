@@ -7,6 +7,8 @@
 #define TRACE_CAP 16384u
 #define NAME_SLOTS 256u
 
+/* Recording is instrumentation: every atomic and lock here is a bookkeeping one (plat_bk_*,
+ * platform.h), never a scheduling point, so tracing does not change what the explorer explores. */
 static int32_t enabled;
 static int64_t epoch_ns = -1;
 /* ring_lock guards the ring; a leaf lock (only memcpy under it). */
@@ -27,22 +29,22 @@ static void trace_reset(void)
     ring = NULL;
     next_seq = 0;
     dropped = 0;
-    plat_store64(&epoch_ns, -1);
+    plat_bk_store64(&epoch_ns, -1);
     memset(names, 0, sizeof names);
 }
 
 __attribute__((constructor)) static void trace_register_reset(void) { plat_on_reset(trace_reset); }
 
-void trace_enable(bool on) { plat_store32(&enabled, on ? 1 : 0); }
-bool trace_enabled(void) { return plat_load32(&enabled) != 0; }
+void trace_enable(bool on) { plat_bk_store32(&enabled, on ? 1 : 0); }
+bool trace_enabled(void) { return plat_bk_load32(&enabled) != 0; }
 
 int64_t trace_now(void)
 {
-    int64_t e = plat_load64(&epoch_ns);
+    int64_t e = plat_bk_load64(&epoch_ns);
     if (e < 0) {
         /* Racing first calls: the first CAS wins and everybody uses its value. */
-        plat_cas64(&epoch_ns, -1, plat_now_ns());
-        e = plat_load64(&epoch_ns);
+        plat_bk_cas64(&epoch_ns, -1, plat_now_ns());
+        e = plat_bk_load64(&epoch_ns);
     }
     return plat_now_ns() - e;
 }
@@ -51,21 +53,21 @@ void trace_note_thread(void)
 {
     plat_thread *t = plat_self();
     if (t->ext[PLAT_EXT_TRACE] == (void *)&names[t->id % NAME_SLOTS]) return;
-    plat_lock_acquire(&names_lock);
+    plat_bk_lock_acquire(&names_lock);
     names[t->id % NAME_SLOTS].tid = t->id;
     memcpy(names[t->id % NAME_SLOTS].name, t->name, PLAT_NAME_MAX);
-    plat_lock_release(&names_lock);
+    plat_bk_lock_release(&names_lock);
     t->ext[PLAT_EXT_TRACE] = (void *)&names[t->id % NAME_SLOTS];
 }
 
 const char *trace_thread_name(uint32_t tid, char *buf, size_t n)
 {
-    plat_lock_acquire(&names_lock);
+    plat_bk_lock_acquire(&names_lock);
     if (names[tid % NAME_SLOTS].tid == tid && tid)
         snprintf(buf, n, "%s", names[tid % NAME_SLOTS].name);
     else
         snprintf(buf, n, "thread-%u", tid);
-    plat_lock_release(&names_lock);
+    plat_bk_lock_release(&names_lock);
     return buf;
 }
 
@@ -79,7 +81,7 @@ const char *trace_irql_name(uint8_t irql, char *buf, size_t n)
 
 static void ring_push(const trace_event *ev)
 {
-    plat_lock_acquire(&ring_lock);
+    plat_bk_lock_acquire(&ring_lock);
     if (!ring) ring = plat_calloc(TRACE_CAP, sizeof *ring);
     if (ring) {
         trace_event *slot = &ring[next_seq % TRACE_CAP];
@@ -87,7 +89,7 @@ static void ring_push(const trace_event *ev)
         slot->seq = next_seq++;
         if (next_seq > TRACE_CAP) dropped++;
     }
-    plat_lock_release(&ring_lock);
+    plat_bk_lock_release(&ring_lock);
 }
 
 void trace_emit(trace_phase phase, const char *routine, uint32_t irp_id, uint8_t depth,
@@ -108,38 +110,38 @@ void trace_emit(trace_phase phase, const char *routine, uint32_t irp_id, uint8_t
 
 size_t trace_count(void)
 {
-    plat_lock_acquire(&ring_lock);
+    plat_bk_lock_acquire(&ring_lock);
     size_t n = next_seq < TRACE_CAP ? next_seq : TRACE_CAP;
-    plat_lock_release(&ring_lock);
+    plat_bk_lock_release(&ring_lock);
     return n;
 }
 
 uint64_t trace_dropped(void)
 {
-    plat_lock_acquire(&ring_lock);
+    plat_bk_lock_acquire(&ring_lock);
     uint64_t d = dropped;
-    plat_lock_release(&ring_lock);
+    plat_bk_lock_release(&ring_lock);
     return d;
 }
 
 size_t trace_snapshot(trace_event *out, size_t max)
 {
-    plat_lock_acquire(&ring_lock);
+    plat_bk_lock_acquire(&ring_lock);
     uint32_t n = next_seq < TRACE_CAP ? next_seq : TRACE_CAP;
     uint32_t first = next_seq - n;
     size_t k = 0;
     for (uint32_t s = first; ring && s < next_seq && k < max; s++) out[k++] = ring[s % TRACE_CAP];
-    plat_lock_release(&ring_lock);
+    plat_bk_lock_release(&ring_lock);
     return k;
 }
 
 void trace_clear(void)
 {
-    plat_lock_acquire(&ring_lock);
+    plat_bk_lock_acquire(&ring_lock);
     next_seq = 0;
     dropped = 0;
-    plat_lock_release(&ring_lock);
-    plat_store64(&epoch_ns, plat_now_ns());
+    plat_bk_lock_release(&ring_lock);
+    plat_bk_store64(&epoch_ns, plat_now_ns());
 }
 
 /* ---- ke observer: DPCs and timers on the timeline */

@@ -4,10 +4,10 @@
  * IRPK_VERIFIER=off costs one load and a not-taken branch per site. The logic lives in
  * src/verify; ke and io only call in.
  *
- * Explore mode: verifier bookkeeping is instrumentation, not part of the program under test. In
- * explore mode exactly one simulated thread runs at a time, so the verifier uses plain memory
- * accesses and no locks there (vrf_load32 & co. below): it adds no scheduling points and leaves
- * the explorer's search space unchanged. Natively it uses the platform's atomics and locks. */
+ * Explore mode: verifier bookkeeping is instrumentation, not part of the program under test. It
+ * uses the platform's bookkeeping atomics (vrf_load32 & co. below = plat_bk_*), which are never
+ * scheduling points, and no locks in explore mode (exactly one simulated thread runs at a
+ * time): it adds no steps and leaves the explorer's search space unchanged. */
 #ifndef IRPK_VERIFY_HOOKS_H
 #define IRPK_VERIFY_HOOKS_H
 
@@ -24,48 +24,32 @@ extern volatile int32_t vrf_level;
 
 static inline bool vrf_exploring(void) { return plat_mode() == PLAT_EXPLORE; }
 
-static inline int32_t vrf_load32(const volatile int32_t *p) { return vrf_exploring() ? *p : plat_load32(p); }
-static inline void vrf_store32(volatile int32_t *p, int32_t v)
-{
-    if (vrf_exploring()) *p = v;
-    else plat_store32(p, v);
-}
+/* The platform's bookkeeping atomics (platform.h): atomic in both modes, never a scheduling
+ * point. */
+static inline int32_t vrf_load32(const volatile int32_t *p) { return plat_bk_load32(p); }
+static inline void vrf_store32(volatile int32_t *p, int32_t v) { plat_bk_store32(p, v); }
 static inline int32_t vrf_add32(volatile int32_t *p, int32_t v) /* returns the old value */
 {
-    if (!vrf_exploring()) return plat_fetch_add32(p, v);
-    int32_t old = *p;
-    *p = old + v;
-    return old;
+    return plat_bk_fetch_add32(p, v);
 }
 static inline int32_t vrf_or32(volatile int32_t *p, int32_t v) /* returns the old value */
 {
-    if (!vrf_exploring()) return plat_fetch_or32(p, v);
-    int32_t old = *p;
-    *p = old | v;
-    return old;
+    return plat_bk_fetch_or32(p, v);
 }
 static inline int32_t vrf_cas32(volatile int32_t *p, int32_t expected, int32_t desired) /* old */
 {
-    if (!vrf_exploring()) return plat_cas32(p, expected, desired);
-    int32_t old = *p;
-    if (old == expected) *p = desired;
-    return old;
+    return plat_bk_cas32(p, expected, desired);
 }
-static inline void *vrf_load_ptr(void *const volatile *p) { return vrf_exploring() ? *p : plat_load_ptr(p); }
-static inline void vrf_store_ptr(void *volatile *p, void *v)
-{
-    if (vrf_exploring()) *p = v;
-    else plat_store_ptr(p, v);
-}
+static inline void *vrf_load_ptr(void *const volatile *p) { return plat_bk_load_ptr(p); }
+static inline void vrf_store_ptr(void *volatile *p, void *v) { plat_bk_store_ptr(p, v); }
 static inline void *vrf_cas_ptr(void *volatile *p, void *expected, void *desired) /* returns old */
 {
-    if (!vrf_exploring()) return plat_cas_ptr(p, expected, desired);
-    void *old = *p;
-    if (old == expected) *p = desired;
-    return old;
+    return plat_bk_cas_ptr(p, expected, desired);
 }
 /* Verifier-internal leaf locks: real locks natively, nothing in explore mode (one simulated
- * thread runs at a time and no critical section below contains a scheduling point). */
+ * thread runs at a time and no critical section below contains a scheduling point). Not
+ * plat_bk_lock_*: should a report ever be raised inside a section, it would end the execution
+ * there (the explorer's hook does not return) and leave a bookkeeping lock word set. */
 static inline void vrf_lock(volatile plat_lockword *w)
 {
     if (!vrf_exploring()) plat_lock_acquire(w);

@@ -9,6 +9,9 @@
 #include "irpkit/bugcheck.h"
 #include "irpkit/explore.h"
 #include "irpkit/thread.h"
+#include "irpkit/verifier.h"
+#include "io/io.h"
+#include "platform/platform.h"
 #include "test.h"
 
 static irpk_explore_options opts(irpk_strategy s)
@@ -239,11 +242,11 @@ TEST(a_thousand_random_schedules_replay_byte_identically)
         recorder rec = {(uint64_t)i * 7919 + 1, &s};
         plat_explore_config cfg = {sc->fn, NULL, recording_random, &rec, 2, 0, true};
         plat_explore_run(&cfg, &out);
-        char *lane = xswimlane_render(&out);
+        char *lane = xswimlane_render(&out, true);
         char *str = xsched_format(&s);
         irpk_explore_result r;
         REQUIRE(irpk_replay(sc->fn, NULL, str, &r) >= 0);
-        mismatches += r.failure == IRPK_FAILURE_NONDETERMINISM || strcmp(r.swimlane, lane) != 0 ||
+        mismatches += r.failure == IRPK_FAILURE_NONDETERMINISM || strcmp(r.swimlane_full, lane) != 0 ||
                       strcmp(r.schedule, str) != 0 || r.steps != out.steps;
         irpk_explore_result_free(&r);
         free(lane);
@@ -326,7 +329,94 @@ TEST(verifier_reports_fail_the_execution_with_their_name)
     REQUIRE(irpk_explore(two_raisers, NULL, &o, &r) == 1);
     CHECK_EQ(r.failure, IRPK_FAILURE_REPORT);
     CHECK_STR(r.what, "MULTIPLE_IRP_COMPLETE_REQUESTS");
+    REQUIRE(r.report != NULL); /* the full text of the reported run's report */
+    CHECK_CONTAINS(r.report, "MULTIPLE_IRP_COMPLETE_REQUESTS");
+    CHECK_CONTAINS(r.report, "both ran");
     irpk_explore_result_free(&r);
+}
+
+TEST(reports_raised_inside_executions_do_not_stay_in_the_report_store)
+{
+    irpk_reports_set_quiet(1);
+    irpk_reports_clear();
+    irpk_bugcheck_raise(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS, 1, 0, 0, 0, "before");
+    REQUIRE(irpk_report_count() == 1);
+    /* DFS runs many executions, several of which raise; PCT and a replay too. */
+    irpk_explore_options o = opts(IRPK_STRATEGY_DFS);
+    o.minimize = false;
+    irpk_explore_result r;
+    CHECK_EQ(irpk_explore(two_raisers, NULL, &o, &r), 1);
+    CHECK_EQ(irpk_report_count(), 1);
+    irpk_explore_result again;
+    CHECK_EQ(irpk_replay(two_raisers, NULL, r.schedule, &again), 1);
+    CHECK_EQ(irpk_report_count(), 1);
+    CHECK(again.report != NULL);
+    irpk_explore_result_free(&again);
+    irpk_explore_result_free(&r);
+    o = opts(IRPK_STRATEGY_PCT);
+    o.max_executions = 50;
+    irpk_explore(two_raisers, NULL, &o, &r);
+    irpk_explore_result_free(&r);
+    CHECK_EQ(irpk_report_count(), 1);
+    CHECK_EQ(irpk_report_find(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS, 1), 0); /* the old one */
+    irpk_reports_clear();
+}
+
+/* ------------------------------------------------------------------ describing objects */
+
+/* Objects that are no io object but start like one: a 2-byte word holding IO_TYPE_IRP (6) at
+ * the end of an array, an interior pointer into a device, a stack address. io_describe used to
+ * read an IRP header through them (out of bounds); now it reads only registered objects. */
+static CSHORT fake_irp_tail[4] = {0, 0, 0, IO_TYPE_IRP};
+static PDEVICE_OBJECT odd_dev;
+
+static NTSTATUS odd_entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
+{
+    UNREFERENCED_PARAMETER(reg);
+    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Device\\Odd");
+    return IoCreateDevice(drv, 8, &name, FILE_DEVICE_UNKNOWN, 0, FALSE, &odd_dev);
+}
+
+static void odd_objects(void *arg)
+{
+    (void)arg;
+    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Driver\\Odd");
+    IRPK_EXPLORE_CHECK(NT_SUCCESS(IoCreateDriver(&name, odd_entry)));
+    PIRP irp = IoAllocateIrp(1, FALSE);
+    CSHORT local = IO_TYPE_IRP;
+    plat_point("odd", &fake_irp_tail[3]);
+    plat_point("odd", (const char *)odd_dev->DeviceExtension + 6);
+    plat_point("odd", &local);
+    plat_point("odd", (const void *)&irp->CancelRoutine);
+    plat_point("real", irp);
+    plat_point("real", odd_dev);
+    plat_point("part", &odd_dev->DeviceQueue);
+    IoFreeIrp(irp);
+}
+
+static int first_choice(void *ctx, const plat_explore_decision *d)
+{
+    (void)ctx, (void)d;
+    return 0;
+}
+
+TEST(swimlanes_describe_only_real_io_objects)
+{
+    static plat_explore_outcome out;
+    size_t n;
+    xscenario_list(&n); /* registers the io describer */
+    plat_explore_config cfg = {odd_objects, NULL, first_choice, NULL, 2, 0, true};
+    plat_explore_run(&cfg, &out);
+    REQUIRE(out.status == PLAT_EXO_OK);
+    char *full = xswimlane_render(&out, true);
+    REQUIRE(full != NULL);
+    int irps = 0;
+    for (const char *p = full; (p = strstr(p, "IRP#")); p++) irps++;
+    CHECK_CONTAINS(full, "real IRP#1");
+    CHECK_CONTAINS(full, "real \\Device\\Odd");
+    CHECK_CONTAINS(full, "part \\Device\\Odd queue");
+    CHECK_EQ(irps, 1); /* the four odd pointers are obj#N, never an IRP */
+    free(full);
 }
 
 /* ------------------------------------------------------------------ threads natively */

@@ -2,9 +2,13 @@
  *
  *   irpkit explore [--strategy dfs|pct|random|portfolio] [--bound N] [--depth D]
  *                  [--max-executions N] [--seed S] [--max-steps N] [--vcpus N] [--jobs N]
- *                  [--time-limit SEC] [--no-sleep-sets] [--no-minimize] [--quiet]
- *                  [--replay SCHEDULE] SCENARIO
+ *                  [--time-limit SEC] [--no-sleep-sets] [--no-minimize] [--quiet] [--full]
+ *                  [--report] [--replay SCHEDULE] SCENARIO
  *   irpkit explore --list
+ *
+ * A failure prints its minimal schedule and a swimlane sliced to the steps that matter (the
+ * IRPs the failure is about, preemptions, thread start/exit, labelled I/O operations);
+ * --full prints every step, --report the verifier's full report for that run.
  *
  * --jobs N forks N processes that split the search (seeds, or DFS subtrees); the parent
  * merges their counts and replays the failure it reports. */
@@ -17,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "explore_hello.h"
 #include "explore/scenarios.h"
 #include "irpkit/explore.h"
 #include "irpkit/verifier.h"
@@ -27,7 +32,7 @@ typedef struct cli_opts {
     const char *replay;
     const char *scenario;
     unsigned jobs;
-    bool quiet, list;
+    bool quiet, list, full, report;
 } cli_opts;
 
 static void usage(FILE *f)
@@ -35,7 +40,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: irpkit explore [--strategy dfs|pct|random|portfolio] [--bound N] [--depth D]\n"
                "                      [--max-executions N] [--seed S] [--max-steps N] [--vcpus N]\n"
                "                      [--jobs N] [--time-limit SEC] [--no-sleep-sets] [--no-minimize]\n"
-               "                      [--quiet] [--replay SCHEDULE] SCENARIO\n"
+               "                      [--quiet] [--full] [--report] [--replay SCHEDULE] SCENARIO\n"
                "       irpkit explore --list\n");
 }
 
@@ -86,6 +91,8 @@ static int parse_args(int argc, char **argv, cli_opts *o)
         const char *a = argv[i];
         if (!strcmp(a, "--list")) o->list = true;
         else if (!strcmp(a, "--quiet")) o->quiet = true;
+        else if (!strcmp(a, "--full")) o->full = true;
+        else if (!strcmp(a, "--report")) o->report = true;
         else if (!strcmp(a, "--no-sleep-sets")) o->ex.sleep_sets = false;
         else if (!strcmp(a, "--no-minimize")) o->ex.minimize = false;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
@@ -118,8 +125,9 @@ static void list_scenarios(void)
 
 /* ------------------------------------------------------------------ output */
 
-static void print_failure(const char *scenario, const irpk_explore_result *r, bool quiet)
+static void print_failure(const char *scenario, const irpk_explore_result *r, const cli_opts *o)
 {
+    bool quiet = o->quiet;
     printf("FAILURE: %s (%s)\n  %s\n", r->what, irpk_failure_name(r->failure), r->message);
     if (r->found_at)
         printf("found at execution %" PRIu64 "; minimal counterexample: %u preemption%s, %" PRIu64 " steps\n",
@@ -128,7 +136,10 @@ static void print_failure(const char *scenario, const irpk_explore_result *r, bo
         printf("schedule: %s\n", r->schedule);
         printf("replay:   irpkit explore --replay '%s' %s\n", r->schedule, scenario);
     }
-    if (r->swimlane && !quiet) printf("\n%s", r->swimlane);
+    const char *lane = o->full ? r->swimlane_full : r->swimlane;
+    if (lane && !quiet) printf("\n%s", lane);
+    if (r->report && o->report) printf("\n%s\n", r->report);
+    else if (r->report && !quiet) printf("(--report prints the verifier's full report)\n");
 }
 
 static void print_summary(const cli_opts *o, const irpk_explore_result *r)
@@ -241,16 +252,18 @@ static int explore_cmd(const xscenario *sc, cli_opts *o)
             return 2;
         }
         r.seconds = (double)(plat_now_ns() - t0) / 1e9;
-        r.schedule = r.swimlane = NULL;
+        r.schedule = r.swimlane = r.swimlane_full = r.report = NULL;
         if (r.failure) { /* the parent renders the chosen failure by replaying it */
             irpk_explore_result rr;
             irpk_replay(sc->fn, NULL, best, &rr);
             r.swimlane = rr.swimlane;
+            r.swimlane_full = rr.swimlane_full;
+            r.report = rr.report;
             r.schedule = rr.schedule;
         }
     }
     print_summary(o, &r);
-    if (r.failure) print_failure(sc->name, &r, o->quiet);
+    if (r.failure) print_failure(sc->name, &r, o);
     int rc = r.failure ? 1 : 0;
     irpk_explore_result_free(&r);
     return rc;
@@ -265,8 +278,9 @@ static int replay_cmd(const xscenario *sc, const cli_opts *o)
         return 2;
     }
     printf("scenario: %s — replaying %s\n", sc->name, o->replay);
-    if (r.failure) print_failure(sc->name, &r, o->quiet);
-    else printf("no failure (%" PRIu64 " steps)\n%s", r.steps, o->quiet || !r.swimlane ? "" : r.swimlane);
+    if (r.failure) print_failure(sc->name, &r, o);
+    else printf("no failure (%" PRIu64 " steps)\n%s", r.steps,
+                o->quiet || !r.swimlane_full ? "" : r.swimlane_full);
     irpk_explore_result_free(&r);
     return rc;
 }
@@ -275,6 +289,7 @@ int irpk_cmd_explore(int argc, char **argv)
 {
     cli_opts o;
     memset(&o, 0, sizeof o);
+    irpk_explore_hello_register(); /* `sample`, `sample-as-written`: the example driver itself */
     int p = parse_args(argc, argv, &o);
     if (p != 0 || o.list) {
         if (p != 0) usage(p > 0 ? stdout : stderr);

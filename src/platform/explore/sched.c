@@ -5,6 +5,7 @@
  * that called plat_explore_run(), and exactly one fiber (or the host context) runs at a time.
  * State changes only at the points below, between which no other fiber can run. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,14 +38,19 @@ typedef struct xthread {
     uint8_t pend;
     bool parked; /* the P_WAIT is a plat_park */
     int wait_result;
-    const char *op;
-    const void *obj;
+    const char *op;    /* the pending operation as shown (a plat_label, else the operation) */
+    const void *obj;   /* … and its object as shown */
+    const void *addr;  /* what the operation really acts on: lock word, atomic, thread */
+    const char *label; /* plat_label for the next point, or NULL */
+    const void *label_obj;
+    const char *api;   /* the last labelled operation (plat_point/plat_label): deadlock text */
+    const void *api_obj;
     volatile uint32_t *wait_addr; /* P_WAIT on a futex word; NULL for sleep/park-only */
     int64_t deadline;
     uint64_t wait_seq; /* FIFO order of wake-ups */
 } xthread;
 
-static struct {
+static struct xstate {
     const plat_explore_config *cfg;
     plat_explore_outcome *out;
     plat_fiber *host;
@@ -56,10 +62,11 @@ static struct {
     int64_t now;
     uint64_t steps, wait_seq, max_steps;
     unsigned vcpus;
+    unsigned nobjs;
+    /* Scratch (not cleared per execution): valid up to the counts above / per decision. */
     plat_explore_choice choices[PLAT_EXPLORE_MAX_THREADS];
     xthread *choice_thread[PLAT_EXPLORE_MAX_THREADS];
     const void *objs[MAX_NAMED_OBJS];
-    unsigned nobjs;
 } ex;
 
 static plat_explore_step *log_buf;
@@ -120,6 +127,7 @@ static void log_step(const xthread *t, uint8_t kind, bool preempted)
     s->preempted = preempted;
     s->op = t->op;
     s->obj = t->obj;
+    s->addr = t->addr;
     describe(t->obj, s->obj_name, sizeof s->obj_name);
     s->obj_after[0] = 0;
 }
@@ -149,13 +157,17 @@ static _Noreturn void end_execution(plat_explore_status st, const char *what, co
 static void describe_blocked(const xthread *t, char *buf, size_t n)
 {
     char obj[PLAT_EXPLORE_DESC];
-    describe(t->pend == P_WAIT ? (const void *)t->wait_addr : t->obj, obj, sizeof obj);
-    plat_lockword owner = t->pend == P_LOCK ? *(const volatile plat_lockword *)t->obj : 0;
+    describe(t->pend == P_WAIT ? (const void *)t->wait_addr : t->addr, obj, sizeof obj);
+    plat_lockword owner = t->pend == P_LOCK ? *(const volatile plat_lockword *)t->addr : 0;
     if (t->pend == P_LOCK && owner >= 1 && owner <= ex.nthreads)
         snprintf(buf, n, "acquiring %s held by %s", obj, ex.threads[owner - 1]->rec.name);
     else if (t->pend == P_JOIN)
         snprintf(buf, n, "joining %s", obj);
-    else if (t->pend == P_WAIT)
+    else if (t->pend == P_WAIT && t->parked && t->api) {
+        char api_obj[PLAT_EXPLORE_DESC];
+        describe(t->api_obj, api_obj, sizeof api_obj);
+        snprintf(buf, n, "parked in %s%s%s", t->api, api_obj[0] ? " " : "", api_obj);
+    } else if (t->pend == P_WAIT)
         snprintf(buf, n, "%s%s", t->parked ? "parked" : t->wait_addr ? "waiting on " : "sleeping",
                  t->parked || !t->wait_addr ? "" : obj);
     else
@@ -189,8 +201,8 @@ static int enabled_kind(const xthread *t, int64_t min_deadline)
     case P_RUN:
     case P_WOKEN:
     case P_YIELD: return PLAT_EXC_RUN;
-    case P_LOCK: return *(const volatile plat_lockword *)t->obj == 0 ? PLAT_EXC_RUN : -1;
-    case P_JOIN: return ((const xthread *)t->obj)->pend == P_EXITED ? PLAT_EXC_RUN : -1;
+    case P_LOCK: return *(const volatile plat_lockword *)t->addr == 0 ? PLAT_EXC_RUN : -1;
+    case P_JOIN: return ((const xthread *)t->addr)->pend == P_EXITED ? PLAT_EXC_RUN : -1;
     case P_WAIT:
         return t->deadline != PLAT_FOREVER && t->deadline == min_deadline ? PLAT_EXC_TIMEOUT : -1;
     default: return -1;
@@ -217,7 +229,7 @@ static unsigned collect_choices(void)
             }
             int kind = enabled_kind(t, min_deadline);
             if (kind < 0) continue;
-            ex.choices[n] = (plat_explore_choice){t->rec.id, (uint8_t)kind, t->op, t->obj};
+            ex.choices[n] = (plat_explore_choice){t->rec.id, (uint8_t)kind, t->op, t->addr};
             ex.choice_thread[n++] = t;
         }
         if (!yielders) break;
@@ -285,14 +297,20 @@ static void reschedule(xthread *c)
     plat_fiber_switch(c->fiber, t->fiber, 0);
 }
 
-static inline void point(uint8_t pend, const char *op, const void *obj)
+/* The running thread stops before `op`, shown as acting on `obj`; `addr` is what it really
+ * acts on (sleep-set independence, lock/join enabling). */
+static inline void point_at(uint8_t pend, const char *op, const void *obj, const void *addr)
 {
     xthread *c = ex.cur;
     c->pend = pend;
-    c->op = op;
-    c->obj = obj;
+    c->addr = addr;
+    c->op = c->label ? c->label : op;
+    c->obj = c->label ? c->label_obj : obj;
+    c->label = NULL;
     reschedule(c);
 }
+
+static inline void point(uint8_t pend, const char *op, const void *obj) { point_at(pend, op, obj, obj); }
 
 /* Block c in a wait; returns PLAT_WOKEN or PLAT_TIMEDOUT. */
 static int block(xthread *c, volatile uint32_t *addr, int64_t deadline, bool parked)
@@ -311,7 +329,7 @@ static int block(xthread *c, volatile uint32_t *addr, int64_t deadline, bool par
 
 static _Noreturn void thread_exit(xthread *t)
 {
-    point(P_RUN, "exit", NULL);
+    point_at(P_RUN, "exit", NULL, t); /* acts on the thread itself: a joiner waits for it */
     plat__run_exit_hooks(&t->rec);
     t->pend = P_EXITED;
     if (!t->rec.system && --ex.live == 0) end_execution(PLAT_EXO_OK, "", "");
@@ -343,6 +361,7 @@ static xthread *new_thread(plat_thread_fn fn, void *arg, const char *name, unsig
     t->arg = arg;
     t->pend = P_RUN;
     t->op = "start";
+    t->addr = t; /* the first step runs the thread's own code up to its first point */
     ex.threads[ex.nthreads++] = t;
     ex.live += !t->rec.system;
     return t;
@@ -432,7 +451,7 @@ static int x_park(int64_t deadline)
 {
     if (!in_fiber()) return PLAT_WOKEN; /* spurious wake-up: callers re-check */
     xthread *c = ex.cur;
-    point(P_RUN, "park", NULL);
+    point_at(P_RUN, "park", NULL, c); /* conflicts with an unpark of c */
     int r = c->rec.park_word ? PLAT_WOKEN
             : deadline <= ex.now ? PLAT_TIMEDOUT
                                  : block(c, &c->rec.park_word, deadline, true);
@@ -472,9 +491,24 @@ static void x_sleep(int64_t ns)
     block(ex.cur, NULL, ex.now + ns, false);
 }
 
+/* A labelled point on no object (ke's IRQL change) acts on nothing shared: it is a chance for
+ * others to run, so for sleep sets it acts on the thread itself (independent of other threads'
+ * steps). It is still shown without an object. */
 static void x_point(const char *op, const void *obj)
 {
-    if (in_fiber()) point(P_RUN, op, obj);
+    if (!in_fiber()) return;
+    if (obj) { /* an IRQL change is not what a thread is "in" */
+        ex.cur->api = op;
+        ex.cur->api_obj = obj;
+    }
+    point_at(P_RUN, op, obj, obj ? obj : (const void *)ex.cur);
+}
+
+static void x_label(const char *op, const void *obj)
+{
+    if (!in_fiber()) return;
+    ex.cur->label = ex.cur->api = op;
+    ex.cur->label_obj = ex.cur->api_obj = obj;
 }
 
 static const plat_ops explore_ops = {
@@ -496,13 +530,14 @@ static const plat_ops explore_ops = {
     .point = x_point,
     .alloc = arena_alloc,
     .free = arena_free,
+    .label = x_label,
 };
 
 /* ------------------------------------------------------------------ running an execution */
 
 static void start_execution(const plat_explore_config *cfg, plat_explore_outcome *out)
 {
-    memset(&ex, 0, sizeof ex);
+    memset(&ex, 0, offsetof(struct xstate, choices)); /* the scratch arrays need no zeroing */
     memset(out, 0, offsetof(plat_explore_outcome, names)); /* names: filled at the end */
     out->log = log_buf;
     out->nlog = 0;
@@ -525,6 +560,8 @@ static void finish_execution(plat_explore_outcome *out)
     out->nthreads = ex.nthreads;
     for (unsigned i = 0; i < ex.nthreads; i++) {
         memcpy(out->names[i], ex.threads[i]->rec.name, PLAT_NAME_MAX);
+        out->system[i] = ex.threads[i]->rec.system != 0;
+        out->exited[i] = ex.threads[i]->pend == P_EXITED;
         plat_fiber_release(ex.threads[i]->fiber);
     }
     arena_release_all();
