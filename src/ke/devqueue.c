@@ -44,7 +44,7 @@ static BOOLEAN set_busy(PKDEVICE_QUEUE q)
 BOOLEAN KeInsertDeviceQueue(PKDEVICE_QUEUE q, PKDEVICE_QUEUE_ENTRY e)
 {
     check_dispatch(q, "KeInsertDeviceQueue");
-    plat_point("KeInsertDeviceQueue", q);
+    plat_label("KeInsertDeviceQueue", q);
     lock_q(q);
     BOOLEAN queued = set_busy(q);
     if (queued) InsertTailList(&q->DeviceListHead, &e->DeviceListEntry);
@@ -56,7 +56,7 @@ BOOLEAN KeInsertDeviceQueue(PKDEVICE_QUEUE q, PKDEVICE_QUEUE_ENTRY e)
 BOOLEAN KeInsertByKeyDeviceQueue(PKDEVICE_QUEUE q, PKDEVICE_QUEUE_ENTRY e, ULONG SortKey)
 {
     check_dispatch(q, "KeInsertByKeyDeviceQueue");
-    plat_point("KeInsertByKeyDeviceQueue", q);
+    plat_label("KeInsertByKeyDeviceQueue", q);
     lock_q(q);
     e->SortKey = SortKey; /* written even when the device is idle (T6) */
     BOOLEAN queued = set_busy(q);
@@ -88,7 +88,7 @@ static PKDEVICE_QUEUE_ENTRY take(PLIST_ENTRY pos)
 PKDEVICE_QUEUE_ENTRY KeRemoveDeviceQueue(PKDEVICE_QUEUE q)
 {
     check_dispatch(q, "KeRemoveDeviceQueue");
-    plat_point("KeRemoveDeviceQueue", q);
+    plat_label("KeRemoveDeviceQueue", q);
     lock_q(q);
     PKDEVICE_QUEUE_ENTRY e = NULL;
     if (IsListEmpty(&q->DeviceListHead)) q->Busy = FALSE;
@@ -125,7 +125,7 @@ static PKDEVICE_QUEUE_ENTRY remove_by_key(PKDEVICE_QUEUE q, ULONG k, bool wrap_o
 PKDEVICE_QUEUE_ENTRY KeRemoveByKeyDeviceQueue(PKDEVICE_QUEUE q, ULONG SortKey)
 {
     check_dispatch(q, "KeRemoveByKeyDeviceQueue");
-    plat_point("KeRemoveByKeyDeviceQueue", q);
+    plat_label("KeRemoveByKeyDeviceQueue", q);
     lock_q(q);
     PKDEVICE_QUEUE_ENTRY e = NULL;
     if (IsListEmpty(&q->DeviceListHead)) q->Busy = FALSE;
@@ -137,7 +137,7 @@ PKDEVICE_QUEUE_ENTRY KeRemoveByKeyDeviceQueue(PKDEVICE_QUEUE q, ULONG SortKey)
 PKDEVICE_QUEUE_ENTRY KeRemoveByKeyDeviceQueueIfBusy(PKDEVICE_QUEUE q, ULONG SortKey)
 {
     check_dispatch(q, "KeRemoveByKeyDeviceQueueIfBusy");
-    plat_point("KeRemoveByKeyDeviceQueueIfBusy", q);
+    plat_label("KeRemoveByKeyDeviceQueueIfBusy", q);
     lock_q(q);
     PKDEVICE_QUEUE_ENTRY e = NULL;
     if (!q->Busy) {
@@ -155,7 +155,7 @@ BOOLEAN KeRemoveEntryDeviceQueue(PKDEVICE_QUEUE q, PKDEVICE_QUEUE_ENTRY e)
 {
     KIRQL old;
     KeRaiseIrql(DISPATCH_LEVEL, &old);
-    plat_point("KeRemoveEntryDeviceQueue", q);
+    plat_label("KeRemoveEntryDeviceQueue", q);
     lock_q(q);
     BOOLEAN was = e->Inserted;
     if (was) {

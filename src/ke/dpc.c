@@ -24,7 +24,11 @@ static plat_lockword start_lock; /* serialises thread start/stop; taken before a
 static int32_t initialized;
 const ke_observer *ke_observer_current;
 
-void ke_set_observer(const ke_observer *observer) { plat_store_ptr((void *volatile *)&ke_observer_current, (void *)observer); }
+/* The observer only feeds the trace: bookkeeping, never a scheduling point. */
+void ke_set_observer(const ke_observer *observer)
+{
+    plat_bk_store_ptr((void *volatile *)&ke_observer_current, (void *)observer);
+}
 
 static void reset_dpcs(void)
 {
@@ -56,7 +60,7 @@ static void run_one(dpc_queue *q)
     q->queued--;
     plat_lock_release(&q->lock);
 
-    const ke_observer *obs = plat_load_ptr((void *const volatile *)&ke_observer_current);
+    const ke_observer *obs = plat_bk_load_ptr((void *const volatile *)&ke_observer_current);
     ke_set_irql(DISPATCH_LEVEL);
     if (obs && obs->dpc_begin) obs->dpc_begin(dpc, routine);
     plat_point("DPC", dpc);

@@ -22,7 +22,9 @@ ke_thread *ke_self(void)
 
 void ke_set_irql(KIRQL irql)
 {
-    plat_self()->irql = irql;
+    plat_thread *t = plat_self();
+    if (t->irql == irql) return; /* no change, nothing for the explorer to interleave */
+    t->irql = irql;
     plat_point("irql", NULL);
 }
 

@@ -16,7 +16,8 @@ typedef struct pool_header {
 _Static_assert(sizeof(pool_header) % 16 == 0, "pool payload must stay 16-byte aligned");
 
 #define TAG_SLOTS 256
-/* tags_lock guards the per-tag counters; it is a leaf lock. */
+/* tags_lock guards the per-tag counters (statistics): a bookkeeping leaf lock, never a
+ * scheduling point. */
 static plat_lockword tags_lock;
 static struct {
     ULONG tag;
@@ -33,9 +34,9 @@ static void reset_pool_accounting(void)
 static void count_tag(ULONG tag, long delta)
 {
     static int32_t registered;
-    if (plat_cas32(&registered, 0, 1) == 0) plat_on_reset(reset_pool_accounting);
-    plat_fetch_add64(&live_total, delta);
-    plat_lock_acquire(&tags_lock);
+    if (plat_bk_cas32(&registered, 0, 1) == 0) plat_on_reset(reset_pool_accounting);
+    plat_bk_fetch_add64(&live_total, delta);
+    plat_bk_lock_acquire(&tags_lock);
     unsigned h = (tag * 2654435761u) % TAG_SLOTS;
     for (unsigned i = 0; i < TAG_SLOTS; i++) {
         unsigned s = (h + i) % TAG_SLOTS;
@@ -45,18 +46,18 @@ static void count_tag(ULONG tag, long delta)
             break;
         }
     }
-    plat_lock_release(&tags_lock);
+    plat_bk_lock_release(&tags_lock);
 }
 
-long ke_pool_outstanding(void) { return (long)plat_load64(&live_total); }
+long ke_pool_outstanding(void) { return (long)plat_bk_load64(&live_total); }
 
 long ke_pool_outstanding_tag(ULONG tag)
 {
     long n = 0;
-    plat_lock_acquire(&tags_lock);
+    plat_bk_lock_acquire(&tags_lock);
     for (unsigned i = 0; i < TAG_SLOTS; i++)
         if (tags[i].tag == tag) n = tags[i].live;
-    plat_lock_release(&tags_lock);
+    plat_bk_lock_release(&tags_lock);
     return n;
 }
 

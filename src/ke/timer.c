@@ -49,7 +49,7 @@ static void unlink_timer(PKTIMER t)
 /* After the expiry was signalled under timer_lock: observer and DPC, with no lock held. */
 static void fire(PKTIMER t, PKDPC dpc)
 {
-    const ke_observer *obs = plat_load_ptr((void *const volatile *)&ke_observer_current);
+    const ke_observer *obs = plat_bk_load_ptr((void *const volatile *)&ke_observer_current);
     if (obs && obs->timer_fired) obs->timer_fired(t);
     if (dpc) KeInsertQueueDpc(dpc, (PVOID)(uintptr_t)plat_system_time(), NULL);
 }
@@ -126,7 +126,8 @@ BOOLEAN KeSetTimerEx(PKTIMER Timer, LARGE_INTEGER DueTime, LONG Period, PKDPC Dp
     Timer->Period = Period < 0 ? 0 : Period;
     Timer->DueTime.QuadPart = (ULONGLONG)due;
     insert_sorted(Timer);
-    armed_seq++;
+    /* Atomic: the timer thread's plat_wait reads the word without timer_lock. */
+    plat_fetch_add32((volatile int32_t *)&armed_seq, 1);
     /* Reset the signal state before the timer thread can see the new arming: resetting after
      * releasing timer_lock (as before) could erase an expiry that already happened. */
     ke_signal_object(&Timer->Header, 0);
@@ -184,7 +185,7 @@ void ke_timer_shutdown(void)
     if (plat_load32(&initialized) != 2) return;
     plat_lock_acquire(&timer_lock);
     stop = 1;
-    armed_seq++;
+    plat_fetch_add32((volatile int32_t *)&armed_seq, 1); /* read by plat_wait without the lock */
     plat_lock_release(&timer_lock);
     plat_wake(&armed_seq, INT32_MAX);
     plat_thread_join(timer_thread);
