@@ -111,6 +111,7 @@ static dpc_queue *queue_for(unsigned cpu)
     if (!q->thread) {
         char name[PLAT_NAME_MAX];
         snprintf(name, sizeof name, "DPC cpu%u", (unsigned)(q - queues));
+        plat_on_quiesce(ke_stop_service_threads);
         plat_thread *t = plat_thread_start(dpc_thread, q, name, PLAT_THREAD_SYSTEM);
         if (!t) plat_panic("cannot start a DPC thread");
         t->vcpu = (uint8_t)(q - queues);

@@ -52,6 +52,8 @@ extern const ke_observer *ke_observer_current;
 /* Stop the DPC and timer threads (native mode), after letting queued DPCs run. Idempotent;
  * the threads restart on demand. */
 void ke_shutdown(void);
+/* Stop the timer thread, then the DPC threads (the quiesce function of ke). */
+void ke_stop_service_threads(void);
 /* Number of DPCs queued and timers set right now (leak checks at teardown). */
 int ke_dpcs_queued(void);
 int ke_timers_set(void);

@@ -32,10 +32,13 @@ int irpk_runtime_init(const irpk_config *config)
     return 0;
 }
 
-void irpk_runtime_shutdown(void)
+/* Registered with plat_on_quiesce by the DPC and timer code when they start a thread. */
+void ke_stop_service_threads(void)
 {
     ke_timer_shutdown(); /* first: an expiring timer queues DPCs */
     ke_dpc_shutdown();
 }
+
+void irpk_runtime_shutdown(void) { plat_quiesce_all(); }
 
 void ke_shutdown(void) { irpk_runtime_shutdown(); }

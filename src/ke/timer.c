@@ -92,6 +92,7 @@ static void ensure_thread(void)
     if (plat_load32(&initialized) == 2) return;
     if (plat_cas32(&initialized, 0, 1) == 0) {
         plat_on_reset(reset_timers);
+        plat_on_quiesce(ke_stop_service_threads);
         timer_thread = plat_thread_start(timer_main, NULL, "timer", PLAT_THREAD_SYSTEM);
         if (!timer_thread) plat_panic("cannot start the timer thread");
         plat_store32(&initialized, 2);

@@ -277,6 +277,15 @@ typedef void (*plat_reset_fn)(void);
 void plat_on_reset(plat_reset_fn fn);
 void plat_reset_all(void);
 
+/* Layers that own native service threads (DPC and timer threads, the verifier's watchdog)
+ * register a function that stops them and waits until they have ended; it must be idempotent
+ * and cheap when nothing runs. plat_quiesce_all() runs them in registration order: the runtime
+ * shutdown calls it, and so does the explorer before every execution — a native thread still
+ * running while fibers execute would act on the explorer's state from a foreign OS thread.
+ * The threads restart on demand. */
+void plat_on_quiesce(plat_reset_fn fn);
+void plat_quiesce_all(void);
+
 /* ------------------------------------------------------------------ diagnostics */
 
 /* Abort the process after printing msg (internal invariant broken; never used for driver

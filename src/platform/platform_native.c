@@ -624,6 +624,29 @@ void plat_on_reset(plat_reset_fn fn)
     native_lock_release(&hooks_lock);
 }
 
+#define MAX_QUIESCE 8
+static plat_reset_fn quiescers[MAX_QUIESCE];
+static int n_quiescers;
+
+void plat_on_quiesce(plat_reset_fn fn)
+{
+    native_lock_acquire(&hooks_lock);
+    bool present = false;
+    for (int i = 0; i < n_quiescers; i++) present |= quiescers[i] == fn;
+    if (!present && n_quiescers < MAX_QUIESCE) quiescers[n_quiescers++] = fn;
+    native_lock_release(&hooks_lock);
+}
+
+void plat_quiesce_all(void)
+{
+    plat_reset_fn copy[MAX_QUIESCE];
+    native_lock_acquire(&hooks_lock);
+    int n = n_quiescers;
+    memcpy(copy, quiescers, sizeof copy);
+    native_lock_release(&hooks_lock);
+    for (int i = 0; i < n; i++) copy[i]();
+}
+
 void plat_reset_all(void)
 {
     plat_reset_fn copy[MAX_RESETS];

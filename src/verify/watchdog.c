@@ -312,19 +312,38 @@ static bool watchdog_round(void)
     return watching || candidate;
 }
 
+/* The watchdog lives from the first poke until the runtime quiesces (shutdown, or the explorer
+ * starting: a native thread must never run while fibers do). It sleeps on watchdog_wake so the
+ * quiesce function can wake it and join it. */
+static plat_thread *watchdog_thread;
+static uint32_t watchdog_wake;
+static int32_t watchdog_stop;
+
 static void watchdog_main(void *arg)
 {
     (void)arg;
-    for (int idle = 0;;) {
-        plat_sleep_ns(tick_ns());
-        if (plat_mode() != PLAT_NATIVE) continue; /* never touch state while exploring */
-        idle = watchdog_round() ? 0 : idle + 1;
-        if (idle < 4) continue;
-        /* Exit; a poke that sees vrf_watchdog_running == 0 afterwards starts a new watchdog. */
-        plat_store32(&vrf_watchdog_running, 0);
-        if (!watchdog_round() || plat_cas32(&vrf_watchdog_running, 0, 1) != 0) return;
-        idle = 0;
+    while (!plat_load32(&watchdog_stop)) {
+        uint32_t seq = (uint32_t)plat_load32((volatile int32_t *)&watchdog_wake);
+        /* The stop flag is set before the wake word is bumped, so no stop is missed here. */
+        if (plat_load32(&watchdog_stop)) break;
+        plat_wait(&watchdog_wake, seq, plat_now_ns() + tick_ns());
+        if (!plat_load32(&watchdog_stop)) watchdog_round();
     }
+}
+
+static void watchdog_quiesce(void)
+{
+    if (!plat_load32(&vrf_watchdog_running)) return;
+    plat_thread *t;
+    /* A poke that won the start race publishes the thread right after starting it. */
+    while (!(t = plat_load_ptr((void *const volatile *)&watchdog_thread))) plat_yield();
+    plat_store32(&watchdog_stop, 1);
+    plat_fetch_add32((volatile int32_t *)&watchdog_wake, 1);
+    plat_wake(&watchdog_wake, INT32_MAX);
+    plat_thread_join(t);
+    plat_store_ptr((void *volatile *)&watchdog_thread, NULL);
+    plat_store32(&watchdog_stop, 0);
+    plat_store32(&vrf_watchdog_running, 0); /* last: a new poke may start a new watchdog */
 }
 
 void vrf_watchdog_poke(void)
@@ -332,8 +351,10 @@ void vrf_watchdog_poke(void)
     if (vrf_exploring() || plat_load32(&vrf_watchdog_running)) return;
     if (!vrf_cancel_timeout_ns() && !vrf_stall_timeout_ns()) return;
     if (plat_cas32(&vrf_watchdog_running, 0, 1) != 0) return;
-    if (!plat_thread_start(watchdog_main, NULL, "verifier watchdog", PLAT_THREAD_SYSTEM | PLAT_THREAD_DETACHED))
-        plat_store32(&vrf_watchdog_running, 0);
+    plat_on_quiesce(watchdog_quiesce);
+    plat_thread *t = plat_thread_start(watchdog_main, NULL, "verifier watchdog", PLAT_THREAD_SYSTEM);
+    if (t) plat_store_ptr((void *volatile *)&watchdog_thread, t);
+    else plat_store32(&vrf_watchdog_running, 0);
 }
 
 /* ---- explore: the end-of-execution check, and per-execution reset */

@@ -566,12 +566,15 @@ static void finish_execution(plat_explore_outcome *out)
     }
     arena_release_all();
     plat_explore_ops = NULL;
+    /* Native code after the exploration must not see state pointing into released memory. */
+    plat_reset_all();
 }
 
 void plat_explore_run(const plat_explore_config *cfg, plat_explore_outcome *out)
 {
     if (plat_explore_ops) plat_panic("explore: plat_explore_run called inside an execution");
     unsigned saved_vcpus = plat_vcpus();
+    plat_quiesce_all(); /* native service threads must not run while fibers do */
     start_execution(cfg, out);
     plat_set_vcpus(ex.vcpus);
     xthread *m = new_thread(cfg->entry, cfg->arg, "main", 0);
