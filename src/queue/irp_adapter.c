@@ -67,8 +67,11 @@ static void irp_complete(PIRP irp)
     IoCompleteRequest(irp, IO_NO_INCREMENT);
 }
 
+/* Complete an IRP that never became a request (refused, or cancelled before it was queued). */
 static void irp_refuse(PIRP irp, NTSTATUS status)
 {
+    /* A handle may have been computed for it (the arm hook): it must never name a request. */
+    plat_store_ptr(&DC(irp)[DC_HANDLE], NULL);
     irp->IoStatus.Status = status;
     irp->IoStatus.Information = 0;
     IoCompleteRequest(irp, IO_NO_INCREMENT);
