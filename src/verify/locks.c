@@ -141,7 +141,7 @@ static void add_edge(const void *from, const void *to)
     len = find_path(to, from, path, 16); /* to → … → from closes a cycle with from → to */
     *e = (edge){.from = from, .to = to, .ctx = current_ctx()};
     memcpy(e->thread, plat_self()->name, PLAT_NAME_MAX);
-    n_edges++;
+    vrf_store32(&n_edges, n_edges + 1); /* atomic: vrf_spin_init reads it without graph_lock */
     char cycle[1536];
     size_t clen = 0;
     cycle[0] = 0;

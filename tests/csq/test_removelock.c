@@ -162,7 +162,7 @@ TEST(release_and_wait_returns_only_after_the_last_holder_released)
         plat_yield();
     }
     CHECK_EQ(plat_load32(&w.returned), 0);
-    CHECK(l.Common.IoCount >= 1);
+    CHECK(plat_load32(&l.Common.IoCount) >= 1);
     IoReleaseRemoveLock(&l, TAG_A);
     plat_thread_join(t);
     CHECK_EQ(w.returned, 1);

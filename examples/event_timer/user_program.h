@@ -1,0 +1,14 @@
+/* event_timer's user program (user_program.c): the NT-service program the example's user test runs. */
+#ifndef EVENT_TIMER_USER_PROGRAM_H
+#define EVENT_TIMER_USER_PROGRAM_H
+
+#include <ntifs.h>
+
+struct ustress_result;
+
+/* Run the program against the loaded driver: 4 threads × requests_per_thread overlapped
+ * requests on 3 handles, random CancelIoEx/CancelIo, handles closed mid-flight. Returns
+ * STATUS_SUCCESS or the failed NtCreateFile's status. */
+NTSTATUS EventTimerUserProgram(long requests_per_thread, struct ustress_result *out);
+
+#endif
