@@ -5,6 +5,7 @@
  * status, cleanup must leave nothing of its handle queued, and nothing may be left pending
  * (a lost read deadlocks the scenario's final wait). */
 #include "csq_startio.h"
+#include "explore/scenarios.h"
 #include "inproc.h"
 #include "irpkit/explore.h"
 #include "irpkit/thread.h"
@@ -77,16 +78,26 @@ static void scenario(void *arg)
     IRPK_EXPLORE_CHECK(io_unload_driver(S.dev->DriverObject) == 0);
 }
 
+/* Registered like any scenario outside the library (`irpkit explore csq-startio` once a
+ * program registers it at start-up, as the CLI does for the hello_startio sample). */
+static const irpk_scenario csq_startio_scenario = {
+    "csq-startio", "examples/csq_startio: 2 readers, a canceller and a closer on one handle", scenario,
+    IRPK_FAILURE_NONE, NULL};
+
 TEST(csq_startio_explored_with_cancel_and_close)
 {
     irpk_reports_set_quiet(1);
+    CHECK_EQ(irpk_explore_register_scenario(&csq_startio_scenario), 0);
+    CHECK_EQ(irpk_explore_register_scenario(&csq_startio_scenario), -1); /* names are unique */
+    const xscenario *sc = xscenario_find("csq-startio");
+    REQUIRE(sc != NULL && sc->fn == scenario);
     irpk_explore_options o;
     irpk_explore_options_init(&o);
     o.strategy = IRPK_STRATEGY_DFS;
-    o.bound = 1;
+    o.bound = 1; /* exhaustive in ~2 s; bound 2 is over a million executions */
     o.time_limit_s = irpk_test_scale(100) >= 100 ? 15 : 8;
     irpk_explore_result r;
-    int found = irpk_explore(scenario, NULL, &o, &r);
+    int found = irpk_explore(sc->fn, NULL, &o, &r);
     printf("  csq-startio: DFS bound %u, %llu executions, %s, %.2f s\n", r.bound,
            (unsigned long long)r.executions, r.exhaustive ? "exhaustive" : "time limit", r.seconds);
     if (found == 1) fprintf(stderr, "  %s: %s\n%s\n%s\n", r.what, r.message, r.schedule ? r.schedule : "",
@@ -94,9 +105,10 @@ TEST(csq_startio_explored_with_cancel_and_close)
     CHECK_EQ(found, 0);
     irpk_explore_result_free(&r);
     o.strategy = IRPK_STRATEGY_PCT;
-    o.max_executions = (uint64_t)irpk_test_scale(500);
+    o.max_executions = (uint64_t)irpk_test_scale(20000);
+    o.time_limit_s = 10;
     o.seed = 0xC5010;
-    found = irpk_explore(scenario, NULL, &o, &r);
+    found = irpk_explore(sc->fn, NULL, &o, &r);
     printf("  csq-startio: PCT, %llu executions, %.2f s\n", (unsigned long long)r.executions, r.seconds);
     if (found == 1) fprintf(stderr, "  %s: %s\n%s\n", r.what, r.message, r.schedule ? r.schedule : "");
     CHECK_EQ(found, 0);

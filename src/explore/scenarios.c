@@ -21,6 +21,7 @@ const xscenario *xscenario_list(size_t *n)
         collect(xscenarios_platform);
         collect(xscenarios_io);
         collect(xscenarios_queue);
+        collect(xscenarios_csq);
         xscenarios_io_init();
     }
     *n = n_all;

@@ -7,6 +7,7 @@
 extern const xscenario xscenarios_platform[];
 extern const xscenario xscenarios_io[];
 extern const xscenario xscenarios_queue[];
+extern const xscenario xscenarios_csq[];
 /* Registers the io object describer for swimlanes. */
 void xscenarios_io_init(void);
 

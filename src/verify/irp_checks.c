@@ -403,10 +403,24 @@ void vrf_start_next(PDEVICE_OBJECT dev)
     if (d) set_current(d, NULL);
 }
 
+/* StartIo may receive an IRP a cancel routine already completed (the window after
+ * IoStartPacket/IoStartNextPacket dropped the cancel lock): its shadow state must not go back
+ * from completing/completed, or a later IoCancelIrp would put it on the cancel watch. */
+static void set_in_startio(PIRP irp)
+{
+    volatile int32_t *w = &io_priv(irp)->vrf;
+    for (int32_t old = vrf_load32(w);;) {
+        if ((old & VRF_STATE_MASK) >= VRF_S_COMPLETING) return;
+        int32_t seen = vrf_cas32(w, old, (old & ~VRF_STATE_MASK) | VRF_S_IN_STARTIO);
+        if (seen == old) return;
+        old = seen;
+    }
+}
+
 int vrf_startio_enter(PDEVICE_OBJECT dev, PIRP irp)
 {
     vrf_store_ptr((void *volatile *)&io_priv(irp)->vrf_dev, dev);
-    vrf_irp_set_state(irp, VRF_S_IN_STARTIO);
+    set_in_startio(irp);
     vrf_device *d = vrf_dev_of(dev);
     if (d) {
         vrf_add32(&d->startio_active, 1);
