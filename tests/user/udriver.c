@@ -125,11 +125,13 @@ static NTSTATUS queue_irp(PIRP irp, bool cancelable)
         complete(irp, STATUS_CANCELLED);
         return STATUS_PENDING;
     }
+    /* Armed before it is visible in the queue: a dequeuer that finds it must be able to claim
+     * it with IoSetCancelRoutine(NULL). */
     KeAcquireSpinLockAtDpcLevel(&qlock);
+    if (cancelable) IoSetCancelRoutine(irp, udrv_cancel);
     InsertTailList(&queue, &irp->Tail.Overlay.ListEntry);
     nqueued++;
     KeReleaseSpinLockFromDpcLevel(&qlock);
-    if (cancelable) IoSetCancelRoutine(irp, udrv_cancel);
     IoReleaseCancelSpinLock(cirql);
     return STATUS_PENDING;
 }
