@@ -128,12 +128,6 @@ TEST(two_readers_overlapped_reads_with_random_cancelio_and_cancelioex)
     long pool_before = ke_pool_outstanding();
     irpk_reports_set_quiet(1);
     irpk_reports_clear();
-    /* The verifier's own checks are off here: its cancelled-IRP watch can keep a reference on
-     * a completed IRP when a cancel routine completes it before IoStartNextPacket's StartIo
-     * call records "in StartIo" (the shadow state moves back from "completing") and a later
-     * IoCancelIrp then starts watching it — ~1 run in 10 at this rate, a verifier race that
-     * would show here as a leaked IRP. The I/O manager's bug checks (0x44, 0x48, …) stay on. */
-    irpk_verifier_mode vmode = irpk_verifier_set_mode(IRPK_VERIFIER_OFF);
     HELLO_CONFIG hc = {FALSE, 0};
     HelloSetConfig(&hc);
     UNICODE_STRING drv = RTL_CONSTANT_STRING(L"\\Driver\\HelloStartIo");
@@ -198,5 +192,4 @@ TEST(two_readers_overlapped_reads_with_random_cancelio_and_cancelioex)
     CHECK_EQ(ke_pool_outstanding(), pool_before); /* system buffers */
     CHECK_EQ(irpk_report_count(), 0);
     if (irpk_report_count()) fprintf(stderr, "%s\n", irpk_report_text(0));
-    irpk_verifier_set_mode(vmode);
 }
