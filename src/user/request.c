@@ -178,7 +178,8 @@ static void queue_to_thread(PETHREAD e, PIRP irp)
 {
     user_register_thread(e);
     plat_fetch_add32(&user_irps_pending, 1);
-    /* Head insertion: walks see the newest first. Completion removes it from any thread. */
+    /* Head insertion: walks see the newest first. The lock, not thread ownership, guards the
+     * list: the hand-off removes IRPs from any thread and cancellers walk it (a leaf here). */
     plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
     InsertHeadList(&e->IrpList, &irp->ThreadListEntry);
     plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
