@@ -2,6 +2,7 @@
  * program (NtCreateFile, two overlapped NtReadFile from two threads, CancelIo, NtClose) and print
  * the timeline: who runs StartIo, in which thread, at which IRQL; who cancels; when
  * IRP_MJ_CLEANUP and IRP_MJ_CLOSE come. --in-process keeps the earlier in-process requester. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,31 @@ static const char *flow_text(const demo_opts *o)
     }
 }
 
+/* The seed's first question needs more requests than its two reads: run the in-process
+ * requester (2 readers x 3 reads, one cancel landing in the StartIo window) and show where
+ * StartIo ran — dispatch thread, DPC thread, cancelling thread. Returns false on failure. */
+static bool print_three_contexts(const demo_opts *o)
+{
+    hello_run_config cfg = {.as_written = o->as_written, .delay_ms = o->delay_ms, .readers = 2,
+                            .irps_per_reader = 3, .window = 3, .issue_gap_us = 10000,
+                            .cancel = HELLO_CANCEL_DEMO, .seed = 1};
+    hello_run_result res;
+    trace_clear();
+    trace_observe_ke(true);
+    trace_enable(true);
+    int failed = hello_run(&cfg, &res);
+    trace_enable(false);
+    trace_observe_ke(false);
+    if (failed) return false;
+    size_t n;
+    trace_event *evs = snapshot(&n);
+    printf("\nThe seed's first question - who runs StartIo, in which context? Six more reads\n"
+           "from two threads, one cancelled in the StartIo window (timeline: irpkit demo --in-process):");
+    print_startio_contexts(evs, n);
+    free(evs);
+    return true;
+}
+
 int irpk_cmd_demo(int argc, char **argv)
 {
     demo_opts o;
@@ -203,6 +229,8 @@ int irpk_cmd_demo(int argc, char **argv)
     free(evs);
     if (o.in_process) print_in_process_summary(&res);
     else print_user_summary(&ures);
+    if (!o.in_process && !print_three_contexts(&o)) failed = 1;
     irpk_runtime_shutdown();
+    if (failed) return 1;
     return irpk_report_count() ? 1 : 0;
 }
