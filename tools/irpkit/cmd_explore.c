@@ -5,6 +5,11 @@
  *                  [--time-limit SEC] [--no-sleep-sets] [--no-minimize] [--quiet] [--full]
  *                  [--report] [--replay SCHEDULE] SCENARIO
  *   irpkit explore --list
+ *   irpkit explore --load ./my_driver_scenarios.so [options] MY_SCENARIO
+ *
+ * --load dlopens a shared object whose constructor calls irpk_explore_register_scenario()
+ * for the user's own driver code (see docs/explorer.md); the CLI exports irpkit's symbols to
+ * it, so the object links against nothing.
  *
  * A failure prints its minimal schedule and a swimlane sliced to the steps that matter (the
  * IRPs the failure is about, preemptions, thread start/exit, labelled I/O operations);
@@ -12,6 +17,7 @@
  *
  * --jobs N forks N processes that split the search (seeds, or DFS subtrees); the parent
  * merges their counts and replays the failure it reports. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,6 +37,9 @@ typedef struct cli_opts {
     irpk_explore_options ex;
     const char *replay;
     const char *scenario;
+    const char *loads[8]; /* --load: shared objects that register their own scenarios */
+    unsigned nloads;
+    char load_args[1024]; /* the same, as arguments for the printed replay command */
     unsigned jobs;
     bool quiet, list, full, report;
 } cli_opts;
@@ -40,8 +49,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: irpkit explore [--strategy dfs|pct|random|portfolio] [--bound N] [--depth D]\n"
                "                      [--max-executions N] [--seed S] [--max-steps N] [--vcpus N]\n"
                "                      [--jobs N] [--time-limit SEC] [--no-sleep-sets] [--no-minimize]\n"
-               "                      [--quiet] [--full] [--report] [--replay SCHEDULE] SCENARIO\n"
-               "       irpkit explore --list\n");
+               "                      [--quiet] [--full] [--report] [--replay SCHEDULE]\n"
+               "                      [--load SHARED_OBJECT]... SCENARIO\n"
+               "       irpkit explore [--load SHARED_OBJECT]... --list\n");
 }
 
 static int parse_strategy(const char *s, irpk_strategy *out)
@@ -102,6 +112,9 @@ static int parse_args(int argc, char **argv, cli_opts *o)
                 if (parse_strategy(v, &o->ex.strategy)) return -1;
             } else if (!strcmp(a, "--replay")) {
                 o->replay = v;
+            } else if (!strcmp(a, "--load")) {
+                if (o->nloads == sizeof o->loads / sizeof o->loads[0]) return -1;
+                o->loads[o->nloads++] = v;
             } else if (numeric_option(a, v, o)) {
                 return -1;
             }
@@ -134,7 +147,7 @@ static void print_failure(const char *scenario, const irpk_explore_result *r, co
                r->found_at, r->preemptions, r->preemptions == 1 ? "" : "s", r->steps);
     if (r->schedule) {
         printf("schedule: %s\n", r->schedule);
-        printf("replay:   irpkit explore --replay '%s' %s\n", r->schedule, scenario);
+        printf("replay:   irpkit explore%s --replay '%s' %s\n", o->load_args, r->schedule, scenario);
     }
     const char *lane = o->full ? r->swimlane_full : r->swimlane;
     if (lane && !quiet) printf("\n%s", lane);
@@ -285,12 +298,28 @@ static int replay_cmd(const xscenario *sc, const cli_opts *o)
     return rc;
 }
 
+/* dlopen every --load object; its constructors register its scenarios. */
+static int load_objects(cli_opts *o)
+{
+    size_t used = 0;
+    for (unsigned i = 0; i < o->nloads; i++) {
+        if (!dlopen(o->loads[i], RTLD_NOW | RTLD_GLOBAL)) {
+            fprintf(stderr, "irpkit explore: cannot load %s: %s\n", o->loads[i], dlerror());
+            return -1;
+        }
+        int n = snprintf(o->load_args + used, sizeof o->load_args - used, " --load '%s'", o->loads[i]);
+        if (n > 0 && (size_t)n < sizeof o->load_args - used) used += (size_t)n;
+    }
+    return 0;
+}
+
 int irpk_cmd_explore(int argc, char **argv)
 {
     cli_opts o;
     memset(&o, 0, sizeof o);
     irpk_explore_hello_register(); /* `sample`, `sample-as-written`: the example driver itself */
     int p = parse_args(argc, argv, &o);
+    if (p == 0 && load_objects(&o) != 0) return 2;
     if (p != 0 || o.list) {
         if (p != 0) usage(p > 0 ? stdout : stderr);
         if (p >= 0) {

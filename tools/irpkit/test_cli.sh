@@ -30,6 +30,18 @@ explore-mutant)
 explore-sample)
     "$irpkit" explore --bound 1 sample >"$out" 2>&1 || fail "the corrected sample must have no failure"
     expect "no failure within bound 1" ;;
+explore-load)
+    buggy=$3 fixed=$4
+    "$irpkit" explore --load "$buggy" my-driver >"$out" 2>&1
+    [ $? -eq 1 ] || fail "the buggy driver must give a counterexample (exit 1)"
+    expect "MULTIPLE_IRP_COMPLETE_REQUESTS"
+    sched=$(sed -n 's/^schedule: //p' "$out" | head -1)
+    "$irpkit" explore --load "$buggy" --replay "$sched" my-driver >"$out" 2>&1
+    [ $? -eq 1 ] || fail "replaying the counterexample must reproduce it"
+    "$irpkit" explore --load "$fixed" --bound 2 my-driver-fixed >"$out" 2>&1 || fail "the fixed driver must pass"
+    expect "no failure within bound 2"
+    "$irpkit" explore --load /nonexistent.so my-driver >"$out" 2>&1
+    [ $? -eq 2 ] || fail "an unloadable object must exit 2" ;;
 bad-usage)
     "$irpkit" nonsense >"$out" 2>&1
     [ $? -eq 2 ] || fail "an unknown command must exit 2"
