@@ -134,7 +134,8 @@ static int admit(irpk_queue *q, bool may_block, bool *drop)
 int submit_reserve(irpk_queue *q, const irpk_req_opts *o, qreq **r, bool *drop)
 {
     *drop = false;
-    int rc = admit(q, true, drop);
+    /* Unbounded and accepting: admit() would return 0 at once; skip the call (hot path). */
+    int rc = q->accepting && !q->cfg.max_depth ? 0 : admit(q, true, drop);
     if (!rc && o->deadline_ns) rc = timer_ensure(q);
     if (!rc) rc = reserve(q, o, r);
     if (rc) plat_lock_release(&q->lock);
@@ -188,7 +189,10 @@ int irpk_req_complete(irpk_queue *q, irpk_req_handle h, int32_t status)
     if (!q) return IRPK_QE_INVAL;
     /* From inside the request's own leased on_dispatch: decide it with one CAS on the lease,
      * without the lock (q cannot be closed while one of its handlers runs). */
-    qframe *f = frame_of(q);
+    /* Dispatch leases exist only on lease_ok dispatching queues (dispatch_one and fast_submit
+     * never lease in MANUAL mode): elsewhere skip the thread-local frame lookup. cfg and
+     * lease_ok are immutable after create, so this test needs no lock. */
+    qframe *f = q->lease_ok && q->cfg.mode != IRPK_QUEUE_MANUAL ? frame_of(q) : NULL;
     if (f && f->lease && f->h == h) {
         int rc = lease_complete(f, status);
         if (rc != LEASE_FALLBACK) return rc;

@@ -545,7 +545,6 @@ int expire_due(irpk_queue *q, int64_t now)
 
 /* ------------------------------------------------------------------ frames and wake-ups */
 
-qframe **frame_top(void) { return (qframe **)&plat_self()->ext[PLAT_EXT_QUEUE]; }
 
 qframe *frame_of(irpk_queue *q)
 {
@@ -1096,17 +1095,6 @@ void log_append(irpk_queue *q, irpk_queue_event_type t, irpk_req_handle h, int32
     else
         q->log_n++;
     q->log[at] = (irpk_queue_event){++q->log_seq, plat_now_ns(), h, t, status, plat_self()->id};
-}
-
-int q_enter(irpk_queue *q)
-{
-    if (!q) return IRPK_QE_INVAL;
-    q_lock(q);
-    if (q->closed) {
-        plat_lock_release(&q->lock);
-        return IRPK_QE_CLOSED;
-    }
-    return 0;
 }
 
 /* Sleep until *w changes. Called with the lock held; the sample is taken under the lock and

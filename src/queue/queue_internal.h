@@ -284,7 +284,7 @@ int expire_due(irpk_queue *q, int64_t now);
 
 void flush(irpk_queue *q);
 void wait_word(irpk_queue *q, volatile uint32_t *w, unsigned *waiters);
-qframe **frame_top(void);
+static inline qframe **frame_top(void) { return (qframe **)&plat_self()->ext[PLAT_EXT_QUEUE]; }
 qframe *frame_of(irpk_queue *q);
 /* Called under the queue lock with the handle a submission will get, before anything of it is
  * visible; false abandons the submission (the IRP adapter: cancelled before it was queued). */
@@ -340,8 +340,18 @@ static inline void q_lock(irpk_queue *q)
     plat_lock_acquire(&q->lock);
     if (q->lease_mask) leases_settle_returned(q);
 }
-/* Lock q and check it is usable; returns 0 with the lock held or an error without it. */
-int q_enter(irpk_queue *q);
+/* Lock q and check it is usable; returns 0 with the lock held or an error without it. Inline:
+ * every API call starts here. */
+static inline int q_enter(irpk_queue *q)
+{
+    if (!q) return IRPK_QE_INVAL;
+    q_lock(q);
+    if (q->closed) {
+        plat_lock_release(&q->lock);
+        return IRPK_QE_CLOSED;
+    }
+    return 0;
+}
 /* Run the dispatch loop (its last callback may end lock-free on a lease) and release the lock. */
 void q_leave(irpk_queue *q);
 
