@@ -24,10 +24,12 @@ __attribute__((constructor)) static void cancel_register_reset(void) { plat_on_r
 bool io_cancel_lock_held_by_me(void) { return plat_bk_load_ptr(&cancel_owner) == plat_self(); }
 bool io_cancel_lock_held(void) { return plat_lock_is_held((volatile plat_lockword *)&io_cancel_lock); }
 uint64_t io_cancel_lock_acquisitions(void) { return (uint64_t)plat_bk_load64(&cancel_acquisitions); }
+uint64_t io_cancel_lock_acquisitions_by_me(void) { return io_self()->cancel_acquisitions; }
 
 VOID IoAcquireCancelSpinLock(PKIRQL Irql)
 {
     plat_bk_fetch_add64(&cancel_acquisitions, 1); /* a statistic: bookkeeping */
+    io_self()->cancel_acquisitions++;             /* per thread: only its owner touches it */
     KeAcquireSpinLock(&io_cancel_lock, Irql);
     plat_bk_store_ptr(&cancel_owner, plat_self());
 }

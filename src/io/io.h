@@ -137,6 +137,9 @@ bool io_cancel_lock_held(void);
 /* Acquisitions of the cancel spin lock since start (or plat_reset_all): benchmarks and tests
  * show which paths take the global lock. */
 uint64_t io_cancel_lock_acquisitions(void);
+/* The same, counting only the calling thread's acquisitions (tests that must not see the
+ * acquisitions of concurrently running DPCs). */
+uint64_t io_cancel_lock_acquisitions_by_me(void);
 
 /* ---- completion hand-off for the user-mode layer */
 /* Called at the end of IoCompleteRequest for IRPs flagged IO_PF_THREADED, instead of io's own
@@ -161,6 +164,7 @@ void io_registry_remove(const void *obj);
 /* ---- per-thread io state (plat_thread.ext[PLAT_EXT_IO]; the user-mode layer adds fields) */
 typedef struct io_thread {
     int32_t startio_depth;
+    uint64_t cancel_acquisitions; /* this thread's IoAcquireCancelSpinLock calls */
 } io_thread;
 io_thread *io_self(void);
 
