@@ -79,6 +79,12 @@ static void device_done(PDEVICE_OBJECT fdo)
     PIRP irp = x->ActiveIrp;
     NTSTATUS status = x->ActiveStatus;
     x->ActiveIrp = NULL;
+    if (!irp) {
+        /* A mutant can request the DpcForIsr twice for one IRP; in a kernel the second run
+         * would dereference NULL — report it instead of crashing the explorer's process. */
+        irpk_explore_fail("DpcForIsr ran with no active IRP (the device was finished twice)");
+        return;
+    }
     /* R11: the error path completes and returns; the device queue stays Busy forever. */
     if (var == V_R11 && status != STATUS_SUCCESS) {
         complete(irp, status);

@@ -99,3 +99,20 @@ TEST(r1_and_r4_need_exactly_one_preemption)
         irpk_explore_result_free(&r);
     }
 }
+
+/* Regression: PCT seed 30 on r1-mutant reaches a schedule where the mutant finishes the device
+ * twice; the second DpcForIsr found no active IRP and dereferenced NULL, killing the explorer's
+ * process (make bench crashed). It is now an assertion failure of that execution. */
+TEST(r1_mutant_double_dpc_is_a_failure_not_a_crash)
+{
+    irpk_explore_options o;
+    irpk_explore_options_init(&o);
+    o.strategy = IRPK_STRATEGY_PCT;
+    o.seed = 30;
+    o.max_executions = 3000;
+    o.minimize = false;
+    irpk_explore_result r;
+    REQUIRE(irpk_explore(xscenario_find("r1-mutant")->fn, NULL, &o, &r) == 1);
+    CHECK(r.failure == IRPK_FAILURE_ASSERT || r.failure == IRPK_FAILURE_REPORT);
+    irpk_explore_result_free(&r);
+}
