@@ -18,6 +18,7 @@
 
 #include "io/io.h"
 #include "irpkit/verifier.h"
+#include "../common/lock_list_baseline.h"
 
 /* ---- the CSQ driver: a spin lock and a list */
 
@@ -233,28 +234,6 @@ static void row(const char *what, measurement m, double base)
            m.ns / base, m.cancel_locks);
 }
 
-typedef struct node {
-    struct node *next;
-} node;
-
-/* The baseline of bench_io: lock + intrusive push, lock + pop. */
-static double baseline_ns(long n)
-{
-    static plat_lockword lock;
-    static node nodes[64], *head;
-    int64_t t0 = plat_now_ns();
-    for (long i = 0; i < n; i++) {
-        node *x = &nodes[i & 63];
-        plat_lock_acquire(&lock);
-        x->next = head;
-        head = x;
-        plat_lock_release(&lock);
-        plat_lock_acquire(&lock);
-        head = head->next;
-        plat_lock_release(&lock);
-    }
-    return (double)(plat_now_ns() - t0) / (double)n;
-}
 
 int main(int argc, char **argv)
 {
@@ -267,9 +246,9 @@ int main(int argc, char **argv)
     printf("bench_csq: %ld IRPs per measurement, verifier %s\n", n, modes[irpk_verifier_get_mode()]);
     csq_round_trips(10000); /* warm the lookaside */
     startio_round_trips(10000);
-    double base = baseline_ns(n);
+    double base = lock_list_baseline_ns(n);
     for (int run = 0; run < 2; run++) {
-        double again = baseline_ns(n);
+        double again = lock_list_baseline_ns(n);
         if (again < base) base = again;
     }
     printf("%-44s %8.1f ns/op\n", "baseline (spin lock + list push/pop)", base);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "io/io.h"
+#include "../common/lock_list_baseline.h"
 
 static PDEVICE_OBJECT dev;
 
@@ -58,28 +59,6 @@ static void round_trips(long n)
     }
 }
 
-typedef struct node {
-    struct node *next;
-} node;
-
-/* The baseline: lock + intrusive push, lock + pop. */
-static double baseline_ns(long n)
-{
-    static plat_lockword lock;
-    static node nodes[64], *head;
-    int64_t t0 = plat_now_ns();
-    for (long i = 0; i < n; i++) {
-        node *x = &nodes[i & 63];
-        plat_lock_acquire(&lock);
-        x->next = head;
-        head = x;
-        plat_lock_release(&lock);
-        plat_lock_acquire(&lock);
-        head = head->next;
-        plat_lock_release(&lock);
-    }
-    return (double)(plat_now_ns() - t0) / (double)n;
-}
 
 static void worker(void *arg) { round_trips((long)(intptr_t)arg); }
 
@@ -99,7 +78,7 @@ int main(void)
     if (!NT_SUCCESS(IoCreateDriver(&name, bench_entry))) return 1;
     const long n = 1000000;
     round_trips(10000); /* warm the lookaside */
-    double base = baseline_ns(n);
+    double base = lock_list_baseline_ns(n);
     io_lookaside_stats s0, s1;
     io_lookaside_get_stats(&s0);
     int64_t t0 = plat_now_ns();
