@@ -29,6 +29,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The explore backend's table while an exploration runs, NULL otherwise (backend.h). Inline
+ * fast paths below test it: native mode runs the builtin, explore mode calls out of line. */
+struct plat_ops;
+extern const struct plat_ops *plat_explore_ops /* backend.h; NULL = native */
+    __attribute__((visibility("hidden"))); /* library-internal: a direct load, no GOT */
+#define PLAT_NATIVE_NOW() __builtin_expect(plat_explore_ops == NULL, 1)
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -93,7 +100,13 @@ void plat_thread_join(plat_thread *t);
 _Noreturn void plat_thread_exit(void);
 
 /* The calling thread's record, created on first use for threads the runtime did not start. */
-plat_thread *plat_self(void);
+plat_thread *plat__self(void); /* first call on a thread, or explore mode */
+extern __thread plat_thread *plat__tls_self __attribute__((tls_model("initial-exec")));
+static inline plat_thread *plat_self(void)
+{
+    plat_thread *t = plat__tls_self; /* native: this thread's record, once created */
+    return PLAT_NATIVE_NOW() && t ? t : plat__self();
+}
 
 /* Rename the calling thread (trace and swimlane output). */
 void plat_thread_set_name(plat_thread *t, const char *name);
@@ -112,24 +125,107 @@ void plat_on_thread_exit(plat_exit_hook hook);
 
 /* ------------------------------------------------------------------ atomics (all seq_cst) */
 
-int32_t plat_load32(const volatile int32_t *p);
-void plat_store32(volatile int32_t *p, int32_t v);
-int32_t plat_xchg32(volatile int32_t *p, int32_t v);
-int32_t plat_cas32(volatile int32_t *p, int32_t expected, int32_t desired); /* returns old */
-int32_t plat_fetch_add32(volatile int32_t *p, int32_t v);                   /* returns old */
-int32_t plat_fetch_or32(volatile int32_t *p, int32_t v);                    /* returns old */
-int32_t plat_fetch_and32(volatile int32_t *p, int32_t v);                   /* returns old */
+/* Each atomic is inline: when no exploration runs (plat_explore_ops == NULL, the common case)
+ * it is the __atomic builtin itself, so hot paths pay no call; under the explorer the
+ * out-of-line plat__* form makes it a scheduling point first (platform_native.c). */
 
-int64_t plat_load64(const volatile int64_t *p);
-void plat_store64(volatile int64_t *p, int64_t v);
-int64_t plat_xchg64(volatile int64_t *p, int64_t v);
-int64_t plat_cas64(volatile int64_t *p, int64_t expected, int64_t desired);
-int64_t plat_fetch_add64(volatile int64_t *p, int64_t v);
+int32_t plat__load32(const volatile int32_t *p);
+static inline int32_t plat_load32(const volatile int32_t *p)
+{
+    return PLAT_NATIVE_NOW() ? __atomic_load_n(p, __ATOMIC_SEQ_CST) : plat__load32(p);
+}
+void plat__store32(volatile int32_t *p, int32_t v);
+static inline void plat_store32(volatile int32_t *p, int32_t v)
+{
+    if (PLAT_NATIVE_NOW())
+        __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+    else
+        plat__store32(p, v);
+}
+int32_t plat__xchg32(volatile int32_t *p, int32_t v);
+static inline int32_t plat_xchg32(volatile int32_t *p, int32_t v)
+{
+    return PLAT_NATIVE_NOW() ? __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST) : plat__xchg32(p, v);
+}
+int32_t plat__cas32(volatile int32_t *p, int32_t expected, int32_t desired);
+static inline int32_t plat_cas32(volatile int32_t *p, int32_t expected, int32_t desired) /* returns old */
+{
+    if (!PLAT_NATIVE_NOW()) return plat__cas32(p, expected, desired);
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expected;
+}
+int32_t plat__fetch_add32(volatile int32_t *p, int32_t v);
+static inline int32_t plat_fetch_add32(volatile int32_t *p, int32_t v) /* returns old */
+{
+    return PLAT_NATIVE_NOW() ? __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST) : plat__fetch_add32(p, v);
+}
+int32_t plat__fetch_or32(volatile int32_t *p, int32_t v);
+static inline int32_t plat_fetch_or32(volatile int32_t *p, int32_t v) /* returns old */
+{
+    return PLAT_NATIVE_NOW() ? __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST) : plat__fetch_or32(p, v);
+}
+int32_t plat__fetch_and32(volatile int32_t *p, int32_t v);
+static inline int32_t plat_fetch_and32(volatile int32_t *p, int32_t v) /* returns old */
+{
+    return PLAT_NATIVE_NOW() ? __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST) : plat__fetch_and32(p, v);
+}
 
-void *plat_load_ptr(void *const volatile *p);
-void plat_store_ptr(void *volatile *p, void *v);
-void *plat_xchg_ptr(void *volatile *p, void *v);
-void *plat_cas_ptr(void *volatile *p, void *expected, void *desired);
+int64_t plat__load64(const volatile int64_t *p);
+static inline int64_t plat_load64(const volatile int64_t *p)
+{
+    return PLAT_NATIVE_NOW() ? __atomic_load_n(p, __ATOMIC_SEQ_CST) : plat__load64(p);
+}
+void plat__store64(volatile int64_t *p, int64_t v);
+static inline void plat_store64(volatile int64_t *p, int64_t v)
+{
+    if (PLAT_NATIVE_NOW())
+        __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+    else
+        plat__store64(p, v);
+}
+int64_t plat__xchg64(volatile int64_t *p, int64_t v);
+static inline int64_t plat_xchg64(volatile int64_t *p, int64_t v)
+{
+    return PLAT_NATIVE_NOW() ? __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST) : plat__xchg64(p, v);
+}
+int64_t plat__cas64(volatile int64_t *p, int64_t expected, int64_t desired);
+static inline int64_t plat_cas64(volatile int64_t *p, int64_t expected, int64_t desired)
+{
+    if (!PLAT_NATIVE_NOW()) return plat__cas64(p, expected, desired);
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expected;
+}
+int64_t plat__fetch_add64(volatile int64_t *p, int64_t v);
+static inline int64_t plat_fetch_add64(volatile int64_t *p, int64_t v)
+{
+    return PLAT_NATIVE_NOW() ? __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST) : plat__fetch_add64(p, v);
+}
+
+void *plat__load_ptr(void *const volatile *p);
+static inline void *plat_load_ptr(void *const volatile *p)
+{
+    return PLAT_NATIVE_NOW() ? __atomic_load_n(p, __ATOMIC_SEQ_CST) : plat__load_ptr(p);
+}
+void plat__store_ptr(void *volatile *p, void *v);
+static inline void plat_store_ptr(void *volatile *p, void *v)
+{
+    if (PLAT_NATIVE_NOW())
+        __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+    else
+        plat__store_ptr(p, v);
+}
+void *plat__xchg_ptr(void *volatile *p, void *v);
+static inline void *plat_xchg_ptr(void *volatile *p, void *v)
+{
+    return PLAT_NATIVE_NOW() ? __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST) : plat__xchg_ptr(p, v);
+}
+void *plat__cas_ptr(void *volatile *p, void *expected, void *desired);
+static inline void *plat_cas_ptr(void *volatile *p, void *expected, void *desired)
+{
+    if (!PLAT_NATIVE_NOW()) return plat__cas_ptr(p, expected, desired);
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expected;
+}
 
 /* A full memory barrier (KeMemoryBarrier). */
 void plat_fence(void);
@@ -189,9 +285,52 @@ static inline void *plat_bk_cas_ptr(void *volatile *p, void *expected, void *des
  * released by the callee). */
 typedef uintptr_t plat_lockword;
 void plat_lock_init(volatile plat_lockword *w);
-void plat_lock_acquire(volatile plat_lockword *w);
+void plat__lock_acquire(volatile plat_lockword *w); /* contended or explore: out of line */
+void plat__lock_release(volatile plat_lockword *w);
+void plat__lock_wake(volatile plat_lockword *w);
+/* Native lock word: the low 32 bits are the lock (0 free, 1 held, futex word), the high 32 bits
+ * count sleepers. Release is a plain release-store when the process could register for
+ * asymmetric fences (membarrier, set once before main): a sleeper pays a process-wide barrier
+ * after counting itself, so the releaser's load of the count needs no fence of its own (see
+ * platform_native.c). Otherwise release exchanges, which is a full fence. */
+extern int plat__lock_asym __attribute__((visibility("hidden")));
+static inline volatile uint32_t *plat__lock_low(volatile plat_lockword *w)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (volatile uint32_t *)w + (sizeof(plat_lockword) / 4 - 1);
+#else
+    return (volatile uint32_t *)w;
+#endif
+}
+static inline void plat_lock_acquire(volatile plat_lockword *w)
+{
+    uint32_t free_ = 0; /* inline uncontended native acquire: one CAS 0 -> 1 */
+    if (!PLAT_NATIVE_NOW() || !__atomic_compare_exchange_n(plat__lock_low(w), &free_, 1, false,
+                                                           __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        plat__lock_acquire(w);
+}
+/* The sleeper count (64-bit words only; plat__lock_asym is 0 otherwise). */
+static inline volatile uint32_t *plat__lock_high(volatile plat_lockword *w)
+{
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (volatile uint32_t *)w;
+#else
+    return (volatile uint32_t *)w + 1;
+#endif
+}
+static inline void plat_lock_release(volatile plat_lockword *w)
+{
+    if (sizeof(plat_lockword) != 8 || !PLAT_NATIVE_NOW() || !plat__lock_asym) {
+        plat__lock_release(w);
+        return;
+    }
+    __atomic_store_n(plat__lock_low(w), 0, __ATOMIC_RELEASE);
+    /* Compiler-only barrier: a sleeper's membarrier orders this load after the store. */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (__builtin_expect(__atomic_load_n(plat__lock_high(w), __ATOMIC_RELAXED) != 0, 0))
+        plat__lock_wake(w);
+}
 bool plat_lock_try(volatile plat_lockword *w);
-void plat_lock_release(volatile plat_lockword *w);
 bool plat_lock_is_held(const volatile plat_lockword *w); /* racy snapshot, diagnostics only */
 
 /* Bookkeeping lock (see "bookkeeping atomics" above): a leaf lock that guards instrumentation

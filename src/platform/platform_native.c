@@ -33,84 +33,84 @@ plat_mode_kind plat_mode(void) { return plat_explore_ops ? PLAT_EXPLORE : PLAT_N
         if (EXPLORING()) plat_explore_ops->atomic_point(op, p);                              \
     } while (0)
 
-int32_t plat_load32(const volatile int32_t *p)
+int32_t plat__load32(const volatile int32_t *p)
 {
     POINT("load", p);
     return __atomic_load_n(p, __ATOMIC_SEQ_CST);
 }
-void plat_store32(volatile int32_t *p, int32_t v)
+void plat__store32(volatile int32_t *p, int32_t v)
 {
     POINT("store", p);
     __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
 }
-int32_t plat_xchg32(volatile int32_t *p, int32_t v)
+int32_t plat__xchg32(volatile int32_t *p, int32_t v)
 {
     POINT("xchg", p);
     return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 }
-int32_t plat_cas32(volatile int32_t *p, int32_t expected, int32_t desired)
+int32_t plat__cas32(volatile int32_t *p, int32_t expected, int32_t desired)
 {
     POINT("cas", p);
     __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     return expected;
 }
-int32_t plat_fetch_add32(volatile int32_t *p, int32_t v)
+int32_t plat__fetch_add32(volatile int32_t *p, int32_t v)
 {
     POINT("add", p);
     return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
 }
-int32_t plat_fetch_or32(volatile int32_t *p, int32_t v)
+int32_t plat__fetch_or32(volatile int32_t *p, int32_t v)
 {
     POINT("or", p);
     return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);
 }
-int32_t plat_fetch_and32(volatile int32_t *p, int32_t v)
+int32_t plat__fetch_and32(volatile int32_t *p, int32_t v)
 {
     POINT("and", p);
     return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);
 }
-int64_t plat_load64(const volatile int64_t *p)
+int64_t plat__load64(const volatile int64_t *p)
 {
     POINT("load", p);
     return __atomic_load_n(p, __ATOMIC_SEQ_CST);
 }
-void plat_store64(volatile int64_t *p, int64_t v)
+void plat__store64(volatile int64_t *p, int64_t v)
 {
     POINT("store", p);
     __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
 }
-int64_t plat_xchg64(volatile int64_t *p, int64_t v)
+int64_t plat__xchg64(volatile int64_t *p, int64_t v)
 {
     POINT("xchg", p);
     return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 }
-int64_t plat_cas64(volatile int64_t *p, int64_t expected, int64_t desired)
+int64_t plat__cas64(volatile int64_t *p, int64_t expected, int64_t desired)
 {
     POINT("cas", p);
     __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     return expected;
 }
-int64_t plat_fetch_add64(volatile int64_t *p, int64_t v)
+int64_t plat__fetch_add64(volatile int64_t *p, int64_t v)
 {
     POINT("add", p);
     return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
 }
-void *plat_load_ptr(void *const volatile *p)
+void *plat__load_ptr(void *const volatile *p)
 {
     POINT("load", p);
     return __atomic_load_n(p, __ATOMIC_SEQ_CST);
 }
-void plat_store_ptr(void *volatile *p, void *v)
+void plat__store_ptr(void *volatile *p, void *v)
 {
     POINT("store", p);
     __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
 }
-void *plat_xchg_ptr(void *volatile *p, void *v)
+void *plat__xchg_ptr(void *volatile *p, void *v)
 {
     POINT("xchg", p);
     return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 }
-void *plat_cas_ptr(void *volatile *p, void *expected, void *desired)
+void *plat__cas_ptr(void *volatile *p, void *expected, void *desired)
 {
     POINT("cas", p);
     __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
@@ -215,30 +215,57 @@ void plat_wake(volatile uint32_t *addr, int32_t n)
 
 /* ------------------------------------------------------------------ locks */
 
-/* Lock word states: 0 free, 1 held, 2 held and someone may be sleeping. The futex sits on the
- * 32-bit half of the word that holds those small values. */
-static inline volatile uint32_t *lock_futex(volatile plat_lockword *w)
+/* Lock word (platform.h): low 32 bits 0 free / 1 held (the futex word), high 32 bits the number
+ * of sleepers (64-bit words; a 32-bit word has no room and always uses the fenced release).
+ *
+ * The sleeper/releaser handshake is a Dekker pair: the releaser stores 0 to the lock and then
+ * reads the sleeper count; a sleeper increments the count and then reads the lock (futex_wait
+ * re-checks it in the kernel). One of them must see the other's write. The sleeper's increment
+ * is a full fence; the releaser's store -> load order is provided either by an exchange (a full
+ * fence on every release: the fallback) or, with lock_asym, by the sleeper issuing
+ * membarrier(PRIVATE_EXPEDITED) after its increment, which runs a full barrier on every thread
+ * of the process that is running at that moment (a descheduled thread had one at its context
+ * switch). Wherever that barrier falls in the releaser's store; load sequence, either the
+ * store is visible to the sleeper's later check, or the increment is visible to the load. So
+ * the uncontended release costs a plain store, and only a thread about to sleep pays the
+ * barrier (it is already about to make a futex system call). */
+int plat__lock_asym;
+
+#if defined(__linux__) && defined(__NR_membarrier)
+#include <linux/membarrier.h>
+/* Before main (and before any thread exists): lock_asym never changes while locks are in use. */
+__attribute__((constructor)) static void lock_asym_init(void)
 {
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (volatile uint32_t *)w + (sizeof(plat_lockword) / 4 - 1);
-#else
-    return (volatile uint32_t *)w;
-#endif
+    if (sizeof(plat_lockword) == 8 &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+        plat__lock_asym = 1;
 }
+static void lock_sleeper_barrier(void)
+{
+    if (plat__lock_asym && syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+        plat_panic("membarrier failed after registration");
+}
+#else
+static void lock_sleeper_barrier(void) {}
+#endif
+
+static volatile uint32_t *lock_futex(volatile plat_lockword *w) { return plat__lock_low(w); }
 
 void plat_lock_init(volatile plat_lockword *w) { __atomic_store_n(w, 0, __ATOMIC_SEQ_CST); }
 
 bool plat_lock_try(volatile plat_lockword *w)
 {
     if (EXPLORING()) return plat_explore_ops->lock_try(w);
-    plat_lockword expected = 0;
-    return __atomic_compare_exchange_n(w, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    uint32_t expected = 0;
+    return __atomic_compare_exchange_n(lock_futex(w), &expected, 1, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
 }
 
 static void native_lock_acquire(volatile plat_lockword *w);
 static void native_lock_release(volatile plat_lockword *w);
 
-void plat_lock_acquire(volatile plat_lockword *w)
+void plat__lock_acquire(volatile plat_lockword *w)
 {
     if (EXPLORING()) {
         plat_explore_ops->lock_acquire(w);
@@ -247,7 +274,7 @@ void plat_lock_acquire(volatile plat_lockword *w)
     native_lock_acquire(w);
 }
 
-void plat_lock_release(volatile plat_lockword *w)
+void plat__lock_release(volatile plat_lockword *w)
 {
     if (EXPLORING()) {
         plat_explore_ops->lock_release(w);
@@ -256,29 +283,48 @@ void plat_lock_release(volatile plat_lockword *w)
     native_lock_release(w);
 }
 
+void plat__lock_wake(volatile plat_lockword *w) { futex_wake(lock_futex(w), 1); }
+
+static bool lock_cas(volatile plat_lockword *w)
+{
+    uint32_t expected = 0;
+    return __atomic_compare_exchange_n(lock_futex(w), &expected, 1, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
+}
+
 static void native_lock_acquire(volatile plat_lockword *w)
 {
-    plat_lockword expected = 0;
-    if (__atomic_compare_exchange_n(w, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-        return;
+    if (lock_cas(w)) return;
     /* Brief spin: critical sections in the runtime are short. */
     for (int i = 0; i < 64; i++) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
-        expected = 0;
-        if (__atomic_load_n(w, __ATOMIC_RELAXED) == 0 &&
-            __atomic_compare_exchange_n(w, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            return;
+        if (__atomic_load_n(lock_futex(w), __ATOMIC_RELAXED) == 0 && lock_cas(w)) return;
     }
-    /* Sleep: mark contended (2) and wait while it stays so; whoever exchanges 0 -> 2 owns it. */
-    while (__atomic_exchange_n(w, 2, __ATOMIC_ACQUIRE) != 0)
-        futex_wait_abs(lock_futex(w), 2, PLAT_FOREVER);
+    if (sizeof(plat_lockword) != 8) { /* no sleeper count: the classic 0/1/2 futex lock */
+        while (__atomic_exchange_n(lock_futex(w), 2, __ATOMIC_ACQUIRE) != 0)
+            futex_wait_abs(lock_futex(w), 2, PLAT_FOREVER);
+        return;
+    }
+    /* Sleep: count ourselves (a full fence), then the barrier that pairs with a plain-store
+     * release (see above), then wait while the lock stays held. */
+    __atomic_fetch_add(plat__lock_high(w), 1, __ATOMIC_SEQ_CST);
+    lock_sleeper_barrier();
+    while (!lock_cas(w)) futex_wait_abs(lock_futex(w), 1, PLAT_FOREVER);
+    __atomic_fetch_sub(plat__lock_high(w), 1, __ATOMIC_RELAXED);
 }
 
 static void native_lock_release(volatile plat_lockword *w)
 {
-    if (__atomic_exchange_n(w, 0, __ATOMIC_RELEASE) == 2) futex_wake(lock_futex(w), 1);
+    if (sizeof(plat_lockword) != 8) {
+        if (__atomic_exchange_n(lock_futex(w), 0, __ATOMIC_RELEASE) == 2) futex_wake(lock_futex(w), 1);
+        return;
+    }
+    /* The fenced release (no asymmetric barrier available, or explore's bookkeeping locks):
+     * the exchange orders the store before the count's load. */
+    __atomic_exchange_n(lock_futex(w), 0, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(plat__lock_high(w), __ATOMIC_SEQ_CST) != 0) futex_wake(lock_futex(w), 1);
 }
 
 /* Explore mode: one fiber runs at a time and the critical section has no scheduling point, so
@@ -304,7 +350,7 @@ void plat_bk_lock_release(volatile plat_lockword *w)
 
 bool plat_lock_is_held(const volatile plat_lockword *w)
 {
-    return __atomic_load_n(w, __ATOMIC_RELAXED) != 0;
+    return __atomic_load_n(plat__lock_low((volatile plat_lockword *)w), __ATOMIC_RELAXED) != 0;
 }
 
 /* ------------------------------------------------------------------ threads */
@@ -320,7 +366,7 @@ static plat_lockword hooks_lock;
 static int32_t next_thread_id;
 static int32_t n_vcpus = 2;
 
-static __thread plat_thread *tls_self;
+__thread plat_thread *plat__tls_self;
 static pthread_key_t self_key;
 static pthread_once_t self_key_once = PTHREAD_ONCE_INIT;
 
@@ -387,10 +433,10 @@ static void self_key_destructor(void *p)
     plat_thread *t = p;
     /* The destructor may run before or after __thread storage is torn down: re-establish it so
      * hooks that call plat_self() see this record. */
-    tls_self = t;
+    plat__tls_self = t;
     plat__run_exit_hooks(t);
     native_thread *nt = t->backend;
-    tls_self = NULL;
+    plat__tls_self = NULL;
     if (!nt || !nt->started_by_runtime || nt->detached) {
         free(nt);
         plat__thread_record_free(t);
@@ -399,15 +445,15 @@ static void self_key_destructor(void *p)
 
 static void self_key_init(void) { pthread_key_create(&self_key, self_key_destructor); }
 
-plat_thread *plat_self(void)
+plat_thread *plat__self(void)
 {
     if (EXPLORING()) return plat_explore_ops->self();
-    plat_thread *t = tls_self;
+    plat_thread *t = plat__tls_self;
     if (t) return t;
     pthread_once(&self_key_once, self_key_init);
     t = plat__thread_record_new(NULL, 0);
     if (!t) plat_panic("out of memory creating a thread record");
-    tls_self = t;
+    plat__tls_self = t;
     pthread_setspecific(self_key, t);
     return t;
 }
@@ -417,7 +463,7 @@ static void *native_trampoline(void *p)
     plat_thread *t = p;
     native_thread *nt = t->backend;
     pthread_once(&self_key_once, self_key_init);
-    tls_self = t;
+    plat__tls_self = t;
     pthread_setspecific(self_key, t);
     nt->fn(nt->arg);
     /* The key destructor runs the exit hooks (also on pthread_exit). */

@@ -3,6 +3,8 @@
 #include "platform/platform.h"
 #include "test.h"
 
+#include <stdio.h>
+
 static plat_lockword lock;
 static long counter;
 
@@ -26,6 +28,60 @@ TEST(lock_mutual_exclusion_holds_under_contention)
     for (int i = 0; i < 4; i++) plat_thread_join(t[i]);
     CHECK_EQ(counter, 4 * n);
     CHECK(!plat_lock_is_held(&lock));
+}
+
+/* The sleep path: a waiter that spun out counts itself in the word's high half and sleeps on
+ * the futex; the release (a plain store when plat__lock_asym, an exchange otherwise) must see
+ * the count and wake it. A lost wake-up shows as a waiter that never gets the lock: the main
+ * thread waits with a deadline and fails instead of hanging. */
+static plat_lockword sleep_lock;
+static volatile int32_t sleep_rounds_done;
+static void sleepy_worker(void *arg)
+{
+    long rounds = (long)(intptr_t)arg;
+    for (long i = 0; i < rounds; i++) {
+        plat_lock_acquire(&sleep_lock);
+        counter++;
+        /* Hold it long enough that the other thread exhausts its spin and sleeps. */
+        int64_t until = plat_now_ns() + 200 * 1000;
+        while (plat_now_ns() < until) {
+        }
+        plat_lock_release(&sleep_lock);
+    }
+    plat_fetch_add32(&sleep_rounds_done, 1);
+    plat_wake((volatile uint32_t *)&sleep_rounds_done, INT32_MAX);
+}
+
+static void run_sleepers(long rounds)
+{
+    counter = 0;
+    sleep_rounds_done = 0;
+    plat_thread *t[3];
+    for (int i = 0; i < 3; i++)
+        t[i] = plat_thread_start(sleepy_worker, (void *)(intptr_t)rounds, NULL, 0);
+    int64_t deadline = plat_now_ns() + 60LL * 1000 * 1000 * 1000;
+    int32_t seen;
+    while ((seen = plat_load32(&sleep_rounds_done)) < 3 && plat_now_ns() < deadline)
+        plat_wait((volatile uint32_t *)&sleep_rounds_done, (uint32_t)seen, deadline);
+    REQUIRE(plat_load32(&sleep_rounds_done) == 3); /* else a sleeper was never woken */
+    for (int i = 0; i < 3; i++) plat_thread_join(t[i]);
+    CHECK_EQ(counter, 3 * rounds);
+    CHECK(!plat_lock_is_held(&sleep_lock));
+    CHECK_EQ(sleep_lock, 0); /* the sleeper count went back to zero too */
+}
+
+TEST(lock_sleepers_are_woken_by_the_plain_store_release)
+{
+    printf("asymmetric-fence release: %s\n", plat__lock_asym ? "on (membarrier)" : "off (exchange)");
+    run_sleepers(irpk_test_scale(2000));
+}
+
+TEST(lock_sleepers_are_woken_by_the_fenced_release)
+{
+    int saved = plat__lock_asym; /* no other thread uses a lock right now: safe to switch */
+    plat__lock_asym = 0;
+    run_sleepers(irpk_test_scale(2000));
+    plat__lock_asym = saved;
 }
 
 TEST(lock_try_fails_when_held)
