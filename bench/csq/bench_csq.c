@@ -11,7 +11,8 @@
  *
  * Run with IRPK_VERIFIER=off for the runtime's own cost (the verifier's bookkeeping otherwise
  * dominates); `bench_csq N` sets the IRPs per run (default 1 000 000); each line is the best of
- * three runs. */
+ * three runs. The StartIo driver (BENCH_STARTIO_NOT_CANCELABLE and _CLAIM, IoStartNextPacket
+ * before IoCompleteRequest) and the IRP / sender loop come from bench/common/startio_driver.h. */
 #include <ntddk.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "io/io.h"
 #include "irpkit/verifier.h"
 #include "../common/lock_list_baseline.h"
+#include "../common/startio_driver.h"
 
 /* ---- the CSQ driver: a spin lock and a list */
 
@@ -85,79 +87,17 @@ static NTSTATUS q_entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
     return IoCreateDevice(drv, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &q.dev);
 }
 
-/* ---- the StartIo driver */
+/* ---- the StartIo driver: IoStartNextPacket, then IoCompleteRequest; the cancel shape per row */
 
-static PDEVICE_OBJECT sio_dev;
-static BOOLEAN sio_cancelable;
-
-static VOID sio_cancel(PDEVICE_OBJECT d, PIRP irp)
-{
-    /* Never called in the benchmark (nothing is cancelled); the classic contract anyway. */
-    if (irp == d->CurrentIrp) {
-        IoReleaseCancelSpinLock(irp->CancelIrql);
-        return;
-    }
-    KeRemoveEntryDeviceQueue(&d->DeviceQueue, &irp->Tail.Overlay.DeviceQueueEntry);
-    IoReleaseCancelSpinLock(irp->CancelIrql);
-    irp->IoStatus.Status = STATUS_CANCELLED;
-    IoCompleteRequest(irp, IO_NO_INCREMENT);
-}
-
-static VOID sio_startio(PDEVICE_OBJECT d, PIRP irp)
-{
-    if (sio_cancelable) {
-        KIRQL old;
-        IoAcquireCancelSpinLock(&old);
-        if (irp != d->CurrentIrp || IoSetCancelRoutine(irp, NULL) == NULL) {
-            IoReleaseCancelSpinLock(old);
-            return;
-        }
-        IoReleaseCancelSpinLock(old);
-    }
-    IoStartNextPacket(d, sio_cancelable);
-    irp->IoStatus.Status = STATUS_SUCCESS;
-    IoCompleteRequest(irp, IO_NO_INCREMENT);
-}
-
-static NTSTATUS sio_read(PDEVICE_OBJECT d, PIRP irp)
-{
-    IoMarkIrpPending(irp);
-    IoStartPacket(d, irp, NULL, sio_cancelable ? sio_cancel : NULL);
-    return STATUS_PENDING;
-}
-
-static NTSTATUS sio_entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
-{
-    UNREFERENCED_PARAMETER(reg);
-    drv->DriverStartIo = sio_startio;
-    drv->MajorFunction[IRP_MJ_READ] = sio_read;
-    return IoCreateDevice(drv, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &sio_dev);
-}
+static bench_startio *sio;
 
 /* ---- round trips */
-
-static NTSTATUS done_routine(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
-{
-    UNREFERENCED_PARAMETER(d);
-    UNREFERENCED_PARAMETER(irp);
-    plat_store32(ctx, 1);
-    return STATUS_MORE_PROCESSING_REQUIRED;
-}
-
-static PIRP new_irp(PDEVICE_OBJECT d, volatile int32_t *done)
-{
-    PIRP irp = IoAllocateIrp(d->StackSize, FALSE);
-    IoGetNextIrpStackLocation(irp)->MajorFunction = IRP_MJ_READ;
-    IoSetCompletionRoutine(irp, done_routine, (PVOID)done, TRUE, TRUE, TRUE);
-    plat_store32(done, 0);
-    return irp;
-}
 
 static void csq_round_trips(long n)
 {
     volatile int32_t done;
     for (long i = 0; i < n; i++) {
-        PIRP irp = new_irp(q.dev, &done);
+        PIRP irp = bench_read_irp(q.dev, &done);
         IoCallDriver(q.dev, irp);
         /* Act as the device: take the next queued IRP (with two senders it may be the other
          * thread's) and complete it, until ours is done. */
@@ -174,16 +114,8 @@ static void csq_round_trips(long n)
     }
 }
 
-static void startio_round_trips(long n)
-{
-    volatile int32_t done;
-    for (long i = 0; i < n; i++) {
-        PIRP irp = new_irp(sio_dev, &done);
-        IoCallDriver(sio_dev, irp);
-        while (!plat_load32(&done)) plat_yield(); /* the other sender's StartIo chain */
-        IoFreeIrp(irp);
-    }
-}
+/* The other sender's StartIo chain may complete our IRP: wait for its completion flag. */
+static void startio_round_trips(long n) { bench_read_round_trips(sio->dev, n, 1); }
 
 typedef void (*round_trips_fn)(long n);
 
@@ -240,8 +172,10 @@ int main(int argc, char **argv)
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     if (n < 1000) n = 1000;
     UNICODE_STRING qn = RTL_CONSTANT_STRING(L"\\Driver\\bench_csq");
-    UNICODE_STRING sn = RTL_CONSTANT_STRING(L"\\Driver\\bench_csq_startio");
-    if (!NT_SUCCESS(IoCreateDriver(&qn, q_entry)) || !NT_SUCCESS(IoCreateDriver(&sn, sio_entry))) return 1;
+    if (!NT_SUCCESS(IoCreateDriver(&qn, q_entry))) return 1;
+    sio = bench_startio_load(L"\\Driver\\bench_csq_startio", BENCH_STARTIO_NOT_CANCELABLE,
+                             BENCH_STARTIO_NEXT_THEN_COMPLETE, FALSE);
+    if (!sio) return 1;
     static const char *const modes[] = {"off", "report", "fatal"};
     printf("bench_csq: %ld IRPs per measurement, verifier %s\n", n, modes[irpk_verifier_get_mode()]);
     csq_round_trips(10000); /* warm the lookaside */
@@ -254,10 +188,10 @@ int main(int argc, char **argv)
     printf("%-44s %8.1f ns/op\n", "baseline (spin lock + list push/pop)", base);
     row("CSQ insert + RemoveNext, 1 thread", measure(csq_round_trips, n, 1), base);
     row("CSQ insert + RemoveNext, 2 threads", measure(csq_round_trips, n, 2), base);
-    sio_cancelable = FALSE;
+    bench_startio_set_cancel(sio, BENCH_STARTIO_NOT_CANCELABLE);
     row("StartIo, non-cancelable, 1 thread", measure(startio_round_trips, n, 1), base);
     row("StartIo, non-cancelable, 2 threads", measure(startio_round_trips, n, 2), base);
-    sio_cancelable = TRUE;
+    bench_startio_set_cancel(sio, BENCH_STARTIO_CLAIM);
     row("StartIo, cancelable, 1 thread", measure(startio_round_trips, n, 1), base);
     row("StartIo, cancelable, 2 threads", measure(startio_round_trips, n, 2), base);
     return 0;

@@ -3,62 +3,21 @@
  *   -> IoStartNextPacket -> IoFreeIrp
  * single-threaded and from 2 threads on one device, in ns/IRP and as a ratio to a baseline
  * measured in the same process: an uncontended spin lock (plat_lock) around an intrusive list
- * push/pop. Goal: <= 10x the baseline; the steady state must not allocate (lookaside). */
+ * push/pop. Goal: <= 10x the baseline; the steady state must not allocate (lookaside).
+ * The driver (non-cancelable; IoCompleteRequest, then IoStartNextPacket) and the sender's loop
+ * come from bench/common/startio_driver.h. */
 #include <ntddk.h>
 #include <stdio.h>
 
 #include "io/io.h"
 #include "../common/lock_list_baseline.h"
+#include "../common/startio_driver.h"
 
-static PDEVICE_OBJECT dev;
+static bench_startio *sio;
 
-static VOID bench_startio(PDEVICE_OBJECT d, PIRP irp)
-{
-    irp->IoStatus.Status = STATUS_SUCCESS;
-    IoCompleteRequest(irp, IO_NO_INCREMENT);
-    IoStartNextPacket(d, FALSE);
-}
-
-static NTSTATUS bench_read(PDEVICE_OBJECT d, PIRP irp)
-{
-    IoMarkIrpPending(irp);
-    IoStartPacket(d, irp, NULL, NULL);
-    return STATUS_PENDING;
-}
-
-static NTSTATUS bench_entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
-{
-    UNREFERENCED_PARAMETER(reg);
-    drv->DriverStartIo = bench_startio;
-    drv->MajorFunction[IRP_MJ_READ] = bench_read;
-    return IoCreateDevice(drv, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &dev);
-}
-
-/* The originator's completion routine: flag it done and keep the IRP (freed by its sender). */
-static NTSTATUS bench_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
-{
-    UNREFERENCED_PARAMETER(d);
-    UNREFERENCED_PARAMETER(irp);
-    plat_store32(ctx, 1);
-    return STATUS_MORE_PROCESSING_REQUIRED;
-}
-
-static void round_trips(long n)
-{
-    volatile int32_t done;
-    for (long i = 0; i < n; i++) {
-        PIRP irp = IoAllocateIrp(dev->StackSize, FALSE);
-        IoGetNextIrpStackLocation(irp)->MajorFunction = IRP_MJ_READ;
-        IoSetCompletionRoutine(irp, bench_done, (PVOID)&done, TRUE, TRUE, TRUE);
-        plat_store32(&done, 0);
-        IoCallDriver(dev, irp);
-        /* Alone it completes inside IoCallDriver; with two senders the other thread's StartIo
-         * chain may complete it a little later. */
-        while (!plat_load32(&done)) plat_yield();
-        IoFreeIrp(irp);
-    }
-}
-
+/* Alone an IRP completes inside IoCallDriver; with two senders the other thread's StartIo chain
+ * may complete it a little later: the sender waits for its completion routine's flag. */
+static void round_trips(long n) { bench_read_round_trips(sio->dev, n, 1); }
 
 static void worker(void *arg) { round_trips((long)(intptr_t)arg); }
 
@@ -74,8 +33,9 @@ static double two_threads_ns(long n)
 
 int main(void)
 {
-    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Driver\\bench_io");
-    if (!NT_SUCCESS(IoCreateDriver(&name, bench_entry))) return 1;
+    sio = bench_startio_load(L"\\Driver\\bench_io", BENCH_STARTIO_NOT_CANCELABLE,
+                             BENCH_STARTIO_COMPLETE_THEN_NEXT, FALSE);
+    if (!sio) return 1;
     const long n = 1000000;
     round_trips(10000); /* warm the lookaside */
     double base = lock_list_baseline_ns(n);

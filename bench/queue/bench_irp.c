@@ -1,8 +1,10 @@
 /* The IRP contenders of bench_queue (see bench_irp.h): a StartIo driver written like the
  * corrected hello_startio (cancelable IRPs: IoStartPacket with a cancel routine, StartIo
- * claiming its IRP under the cancel spin lock, IoStartNextPacket(TRUE)), a cancel-safe-queue
- * driver (IoCsqInsertIrp + a dispatcher draining IoCsqRemoveNextIrp), and irpkit's IRP adapter
- * (irpk_irpq_submit, a handler completing with irpk_irpq_complete). */
+ * claiming its IRP under the cancel spin lock, IoStartNextPacket(TRUE) before completing), a
+ * cancel-safe-queue driver (IoCsqInsertIrp + a dispatcher draining IoCsqRemoveNextIrp), and
+ * irpkit's IRP adapter (irpk_irpq_submit, a handler completing with irpk_irpq_complete).
+ * The StartIo driver (BENCH_STARTIO_CLAIM, _NEXT_THEN_COMPLETE) and the IRP / sender loop all
+ * three rows use come from bench/common/startio_driver.h. */
 #include "bench_irp.h"
 
 #include <ntddk.h>
@@ -11,10 +13,11 @@
 #include "io/io.h"
 #include "irpkit/irpqueue.h"
 #include "irpkit/verifier.h"
+#include "../common/startio_driver.h"
 
 static PDEVICE_OBJECT devs[IRP_KINDS];
 static int hold_next;              /* cancel rows: the next IRP a driver starts is kept running */
-static PIRP held;                  /* ... this one */
+static PIRP held;                  /* ... this one (the StartIo driver keeps its own: sio) */
 
 static void complete_irp(PIRP irp, NTSTATUS st)
 {
@@ -46,41 +49,7 @@ static NTSTATUS a_read(PDEVICE_OBJECT d, PIRP irp)
 
 /* ------------------------------------------------------------------ StartIo */
 
-static VOID s_cancel(PDEVICE_OBJECT d, PIRP irp)
-{
-    if (irp == d->CurrentIrp) { /* StartIo has not claimed it: it sees the routine gone */
-        IoReleaseCancelSpinLock(irp->CancelIrql);
-        return;
-    }
-    KeRemoveEntryDeviceQueue(&d->DeviceQueue, &irp->Tail.Overlay.DeviceQueueEntry);
-    IoReleaseCancelSpinLock(irp->CancelIrql);
-    complete_irp(irp, STATUS_CANCELLED);
-}
-
-static VOID s_startio(PDEVICE_OBJECT d, PIRP irp)
-{
-    KIRQL old;
-    IoAcquireCancelSpinLock(&old);
-    if (irp != d->CurrentIrp || IoSetCancelRoutine(irp, NULL) == NULL) {
-        IoReleaseCancelSpinLock(old);
-        return; /* the cancel routine completes it */
-    }
-    IoReleaseCancelSpinLock(old);
-    if (hold_next) {
-        hold_next = 0;
-        held = irp;
-        return;
-    }
-    IoStartNextPacket(d, TRUE); /* before completing: the corrected sample's order */
-    complete_irp(irp, STATUS_SUCCESS);
-}
-
-static NTSTATUS s_read(PDEVICE_OBJECT d, PIRP irp)
-{
-    IoMarkIrpPending(irp);
-    IoStartPacket(d, irp, NULL, s_cancel);
-    return STATUS_PENDING;
-}
+static bench_startio *sio; /* loaded by bench_startio_load: reads[] only marks it available */
 
 /* ------------------------------------------------------------------ cancel-safe queue */
 
@@ -147,7 +116,7 @@ static NTSTATUS c_read(PDEVICE_OBJECT d, PIRP irp)
 
 /* ------------------------------------------------------------------ loading */
 
-static PDRIVER_DISPATCH reads[IRP_KINDS] = {a_read, s_read,
+static PDRIVER_DISPATCH reads[IRP_KINDS] = {a_read, bench_startio_read_cl,
 #ifdef IRPK_HAVE_CSQ
                                             c_read
 #else
@@ -160,7 +129,6 @@ static NTSTATUS entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
 {
     UNREFERENCED_PARAMETER(reg);
     drv->MajorFunction[IRP_MJ_READ] = reads[loading];
-    if (loading == IRP_STARTIO) drv->DriverStartIo = s_startio;
     return IoCreateDevice(drv, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &devs[loading]);
 }
 
@@ -188,6 +156,13 @@ int irp_bench_init(void)
                                      L"\\Driver\\bq_csq"};
     for (loading = 0; loading < IRP_KINDS; loading++) {
         if (!reads[loading]) continue;
+        if (loading == IRP_STARTIO) {
+            sio = bench_startio_load(names[loading], BENCH_STARTIO_CLAIM,
+                                     BENCH_STARTIO_NEXT_THEN_COMPLETE, TRUE);
+            if (!sio) return -1;
+            devs[loading] = sio->dev;
+            continue;
+        }
         UNICODE_STRING n;
         RtlInitUnicodeString(&n, names[loading]);
         if (!NT_SUCCESS(IoCreateDriver(&n, entry))) return -1;
@@ -197,41 +172,17 @@ int irp_bench_init(void)
 
 /* ------------------------------------------------------------------ round trips */
 
-static NTSTATUS done_routine(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
-{
-    UNREFERENCED_PARAMETER(d);
-    UNREFERENCED_PARAMETER(irp);
-    plat_store32(ctx, 1);
-    return STATUS_MORE_PROCESSING_REQUIRED; /* the sender frees it */
-}
-
-static PIRP read_irp(PDEVICE_OBJECT d, volatile int32_t *done)
-{
-    PIRP irp = IoAllocateIrp(d->StackSize, FALSE);
-    IoGetNextIrpStackLocation(irp)->MajorFunction = IRP_MJ_READ;
-    IoSetCompletionRoutine(irp, done_routine, (PVOID)done, TRUE, TRUE, TRUE);
-    plat_store32(done, 0);
-    return irp;
-}
-
 typedef struct rt_arg {
     irp_kind k;
     long n;
 } rt_arg;
 
+/* Alone an IRP completes inside IoCallDriver; with two senders the other thread's dispatcher
+ * may complete it a little later: the sender waits for its completion flag. */
 static void round_trips(void *p)
 {
     rt_arg *a = p;
-    PDEVICE_OBJECT d = devs[a->k];
-    volatile int32_t done;
-    for (long i = 0; i < a->n; i++) {
-        PIRP irp = read_irp(d, &done);
-        IoCallDriver(d, irp);
-        /* Alone it completes inside IoCallDriver; with two senders the other thread's
-         * dispatcher may complete it a little later. */
-        while (!plat_load32(&done)) plat_yield();
-        IoFreeIrp(irp);
-    }
+    bench_read_round_trips(devs[a->k], a->n, 1);
 }
 
 double irp_roundtrip_ns(irp_kind k, int threads, long n)
@@ -249,16 +200,14 @@ double irp_roundtrip_ns(irp_kind k, int threads, long n)
 /* Finish the held IRP as its driver's device would (and let the driver go idle). */
 static void release_held(irp_kind k)
 {
+    if (k == IRP_STARTIO) {
+        bench_startio_release_held(sio);
+        return;
+    }
     PIRP irp = held;
     held = NULL;
     if (k == IRP_ADAPTER) {
         irpk_irpq_complete(aq, irp, STATUS_SUCCESS, 0);
-    } else if (k == IRP_STARTIO) {
-        KIRQL old;
-        KeRaiseIrql(DISPATCH_LEVEL, &old);
-        IoStartNextPacket(devs[k], TRUE);
-        complete_irp(irp, STATUS_SUCCESS);
-        KeLowerIrql(old);
     } else {
 #ifdef IRPK_HAVE_CSQ
         complete_irp(irp, STATUS_SUCCESS);
@@ -274,12 +223,15 @@ double irp_cancel_ns(irp_kind k, long n)
 {
     PDEVICE_OBJECT d = devs[k];
     volatile int32_t held_done, done;
-    hold_next = 1;
-    PIRP first = read_irp(d, &held_done);
+    if (k == IRP_STARTIO)
+        sio->hold_next = 1;
+    else
+        hold_next = 1;
+    PIRP first = bench_read_irp(d, &held_done);
     IoCallDriver(d, first); /* started and held: every later IRP queues behind it */
     int64_t t0 = plat_now_ns();
     for (long i = 0; i < n; i++) {
-        PIRP irp = read_irp(d, &done);
+        PIRP irp = bench_read_irp(d, &done);
         IoCallDriver(d, irp);
         IoCancelIrp(irp); /* queued: removed and completed STATUS_CANCELLED */
         if (!plat_load32(&done)) abort();

@@ -1,6 +1,8 @@
 /* The IRP contenders of bench_queue: three in-process drivers that queue IRPs the classic
  * StartIo way, with a cancel-safe queue (IoCsq) and with irpkit's IRP adapter. Each IRP row
- * pays the same IoAllocateIrp / IoCallDriver / IoCompleteRequest / IoFreeIrp around it. */
+ * pays the same IoAllocateIrp / IoCallDriver / IoCompleteRequest / IoFreeIrp around it. The
+ * StartIo driver and that sender loop are bench/common/startio_driver.h's (shared with bench_io,
+ * bench_verify and bench_csq). */
 #ifndef BENCH_QUEUE_IRP_H
 #define BENCH_QUEUE_IRP_H
 

@@ -3,7 +3,9 @@
  *   -> IoCompleteRequest -> IoStartNextPacket -> IoFreeIrp
  * with the verifier off and in report mode, in ns/IRP (best of 15 alternating runs), and the
  * ratio. Goal: report <= 2x off. Two shapes: without a cancel routine, and the seed's shape
- * (IoStartPacket arms a cancel routine; StartIo takes the cancel lock and disarms it). */
+ * (IoStartPacket arms a cancel routine; StartIo takes the cancel lock and disarms it). The driver
+ * (IoCompleteRequest, then IoStartNextPacket(FALSE); BENCH_STARTIO_NOT_CANCELABLE and _DISARM)
+ * and the sender's loop come from bench/common/startio_driver.h. */
 #include <ntddk.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,62 +13,12 @@
 
 #include "io/io.h"
 #include "irpkit/verifier.h"
+#include "../common/startio_driver.h"
 
-static PDEVICE_OBJECT dev;
-static PDRIVER_CANCEL cancel_fn;
+static bench_startio *sio; /* IoCompleteRequest, then IoStartNextPacket; the cancel shape per row */
 
-static VOID bench_cancel(PDEVICE_OBJECT d, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(d);
-    IoReleaseCancelSpinLock(irp->CancelIrql); /* never called: nothing is cancelled */
-}
-
-static VOID bench_startio(PDEVICE_OBJECT d, PIRP irp)
-{
-    if (cancel_fn) {
-        KIRQL old;
-        IoAcquireCancelSpinLock(&old);
-        IoSetCancelRoutine(irp, NULL);
-        IoReleaseCancelSpinLock(old);
-    }
-    irp->IoStatus.Status = STATUS_SUCCESS;
-    IoCompleteRequest(irp, IO_NO_INCREMENT);
-    IoStartNextPacket(d, FALSE);
-}
-
-static NTSTATUS bench_read(PDEVICE_OBJECT d, PIRP irp)
-{
-    IoMarkIrpPending(irp);
-    IoStartPacket(d, irp, NULL, cancel_fn);
-    return STATUS_PENDING;
-}
-
-static NTSTATUS bench_entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
-{
-    UNREFERENCED_PARAMETER(reg);
-    drv->DriverStartIo = bench_startio;
-    drv->MajorFunction[IRP_MJ_READ] = bench_read;
-    return IoCreateDevice(drv, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &dev);
-}
-
-static NTSTATUS bench_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
-{
-    UNREFERENCED_PARAMETER(d);
-    UNREFERENCED_PARAMETER(irp);
-    UNREFERENCED_PARAMETER(ctx);
-    return STATUS_MORE_PROCESSING_REQUIRED; /* the sender frees it */
-}
-
-static void round_trips(long n)
-{
-    for (long i = 0; i < n; i++) {
-        PIRP irp = IoAllocateIrp(dev->StackSize, FALSE);
-        IoGetNextIrpStackLocation(irp)->MajorFunction = IRP_MJ_READ;
-        IoSetCompletionRoutine(irp, bench_done, NULL, TRUE, TRUE, TRUE);
-        IoCallDriver(dev, irp);
-        IoFreeIrp(irp);
-    }
-}
+/* One sender: each IRP completes inside IoCallDriver, no completion flag to wait for. */
+static void round_trips(long n) { bench_read_round_trips(sio->dev, n, 0); }
 
 /* One time-boxed run (~60 ms) in the given mode: ns per round trip. */
 static double run_once(irpk_verifier_mode mode)
@@ -86,9 +38,9 @@ static double run_once(irpk_verifier_mode mode)
 /* Off and report runs alternate (15 of each) and the best of each is kept: short runs and the
  * minimum filter out preemption by other processes, and alternating exposes both modes to the
  * same machine load. */
-static int row(const char *what, PDRIVER_CANCEL fn)
+static int row(const char *what, bench_startio_cancel cancel)
 {
-    cancel_fn = fn;
+    bench_startio_set_cancel(sio, cancel);
     double off = 1e30, on = 1e30;
     for (int i = 0; i < 15; i++) {
         double a = run_once(IRPK_VERIFIER_OFF), b = run_once(IRPK_VERIFIER_REPORT);
@@ -104,7 +56,7 @@ static int row(const char *what, PDRIVER_CANCEL fn)
  * counting instructions with `perf stat -e instructions:u`, which machine load does not skew. */
 static int count_only(const char *mode, long n)
 {
-    cancel_fn = bench_cancel;
+    bench_startio_set_cancel(sio, BENCH_STARTIO_DISARM);
     irpk_verifier_set_mode(!strcmp(mode, "off") ? IRPK_VERIFIER_OFF : IRPK_VERIFIER_REPORT);
     round_trips(n);
     return 0;
@@ -113,19 +65,19 @@ static int count_only(const char *mode, long n)
 int main(int argc, char **argv)
 {
     irpk_reports_set_quiet(1);
-    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Driver\\bench_verify");
-    if (!NT_SUCCESS(IoCreateDriver(&name, bench_entry))) return 1;
-    dev->Flags &= ~DO_DEVICE_INITIALIZING;
+    sio = bench_startio_load(L"\\Driver\\bench_verify", BENCH_STARTIO_NOT_CANCELABLE,
+                             BENCH_STARTIO_COMPLETE_THEN_NEXT, FALSE);
+    if (!sio) return 1;
     if (argc == 3) return count_only(argv[1], atol(argv[2]));
     printf("bench_verify: IRP round trip through the StartIo path, ns/IRP (best of 15), goal <= 2x\n");
     printf("  %-48s %8s %8s %8s\n", "", "off", "report", "ratio");
-    int over = row("no cancel routine", NULL);
-    over += row("IoStartPacket with cancel routine (seed shape)", bench_cancel);
+    int over = row("no cancel routine", BENCH_STARTIO_NOT_CANCELABLE);
+    over += row("IoStartPacket with cancel routine (seed shape)", BENCH_STARTIO_DISARM);
     if (irpk_report_count()) {
         fprintf(stderr, "bench_verify: unexpected report:\n%s\n", irpk_report_text(0));
         return 1;
     }
-    IoDeleteDevice(dev);
+    IoDeleteDevice(sio->dev);
     io_unload_driver(io_lookup_driver(L"bench_verify"));
     /* Over the goal is printed, not an error: wall-clock numbers on a loaded machine are noisy
      * (see docs/verifier.md for load-independent instruction counts). */
