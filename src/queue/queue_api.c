@@ -55,6 +55,8 @@ int irpk_queue_create(const irpk_queue_config *c, irpk_queue **out)
     /* The event log and in-order completion order every completion under the lock, so such
      * queues run every callback on the locked path (same semantics, no lease). */
     q->lease_ok = !c->log_capacity && !c->in_order_completion;
+    q->plain = q->lease_ok && !c->high_watermark && c->mode != IRPK_QUEUE_KEYED_SERIAL &&
+               !(c->order == IRPK_ORDER_PRIORITY && c->aging_ns);
     q->accepting = q->dispatch_on = true;
     *out = q;
     return 0;
@@ -148,26 +150,6 @@ void submit_publish(irpk_queue *q, qreq *r, bool drop)
     publish(q, r);
 }
 
-int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
-{
-    if (!o || !q) return IRPK_QE_INVAL;
-    int rc;
-    /* cfg is immutable after create: the eligibility by configuration needs no lock. */
-    if (q->lease_ok && q->cfg.mode <= IRPK_QUEUE_PARALLEL && !o->deadline_ns) {
-        rc = fast_submit(q, o, out, NULL, NULL); /* takes the lock */
-        if (rc) return rc > 0 ? 0 : rc;
-    } else if ((rc = q_enter(q)) != 0) {
-        return rc;
-    }
-    bool drop;
-    qreq *r = NULL;
-    if ((rc = submit_reserve(q, o, &r, &drop)) != 0) return rc;
-    submit_publish(q, r, drop);
-    if (out) *out = req_handle(r); /* before q_leave, which may dispatch it */
-    q_leave(q);
-    return 0;
-}
-
 /* ------------------------------------------------------------------ the executor's side */
 
 /* The RUNNING request named by h, or the error saying why h cannot be acted on. */
@@ -182,28 +164,6 @@ int executor_lookup(irpk_queue *q, irpk_req_handle h, qreq **out)
     if (rc) return rc;
     *out = r;
     return 0;
-}
-
-int irpk_req_complete(irpk_queue *q, irpk_req_handle h, int32_t status)
-{
-    if (!q) return IRPK_QE_INVAL;
-    /* From inside the request's own leased on_dispatch: decide it with one CAS on the lease,
-     * without the lock (q cannot be closed while one of its handlers runs). */
-    /* Dispatch leases exist only on lease_ok dispatching queues (dispatch_one and fast_submit
-     * never lease in MANUAL mode): elsewhere skip the thread-local frame lookup. cfg and
-     * lease_ok are immutable after create, so this test needs no lock. */
-    qframe *f = q->lease_ok && q->cfg.mode != IRPK_QUEUE_MANUAL ? frame_of(q) : NULL;
-    if (f && f->lease && f->h == h) {
-        int rc = lease_complete(f, status);
-        if (rc != LEASE_FALLBACK) return rc;
-    }
-    int rc = q_enter(q);
-    if (rc) return rc;
-    qreq *r;
-    rc = executor_lookup(q, h, &r);
-    if (!rc) rc = executor_release(q, r, status);
-    q_leave(q);
-    return rc;
 }
 
 int irpk_req_requeue(irpk_queue *q, irpk_req_handle h)
@@ -324,60 +284,7 @@ int irpk_req_forward(irpk_queue *q, irpk_req_handle h, irpk_queue *dst, irpk_req
 
 /* ------------------------------------------------------------------ manual retrieval */
 
-static int retrieve(irpk_queue *q, bool by_key, uint64_t key, irpk_req_handle *out)
-{
-    if (!out) return IRPK_QE_INVAL;
-    int rc = q_enter(q);
-    if (rc) return rc;
-    qreq *r = NULL;
-    if (q->cfg.mode != IRPK_QUEUE_MANUAL || (by_key && q->cfg.order == IRPK_ORDER_FIFO))
-        rc = IRPK_QE_MODE;
-    else if (!q->dispatch_on)
-        rc = IRPK_QE_STOPPED;
-    else if (!(r = by_key ? pend_pick_key(q, key) : pend_pick(q)))
-        rc = IRPK_QE_EMPTY;
-    if (!rc) {
-        start_running(q, r);
-        *out = req_handle(r);
-    }
-    q_leave(q);
-    return rc;
-}
-
-int irpk_queue_retrieve(irpk_queue *q, irpk_req_handle *out) { return retrieve(q, false, 0, out); }
-
-int irpk_queue_retrieve_key(irpk_queue *q, uint64_t k, irpk_req_handle *out)
-{
-    return retrieve(q, true, k, out);
-}
-
 /* ------------------------------------------------------------------ cancellation */
-
-static int cancel_locked(irpk_queue *q, irpk_req_handle h)
-{
-    bool gone;
-    qreq *r = req_lookup(q, h, &gone);
-    if (!r) return gone ? IRPK_CANCEL_TOO_LATE : IRPK_CANCEL_NOT_FOUND;
-    if (r->state == RS_QUEUED) {
-        log_event(q, IRPK_EV_CANCEL_REQUEST, h, 0);
-        cancel_queued(q, r, IRPK_QS_CANCELLED);
-        return IRPK_CANCEL_REMOVED;
-    }
-    if (r->state == RS_RUNNING && !r->decided && lease_mark_cancel(q, r)) {
-        cancel_request(q, r, IRPK_NOTIFY_CANCEL);
-        return IRPK_CANCEL_REQUESTED;
-    }
-    return IRPK_CANCEL_TOO_LATE;
-}
-
-int irpk_req_cancel(irpk_queue *q, irpk_req_handle h)
-{
-    int rc = q_enter(q);
-    if (rc) return rc;
-    rc = cancel_locked(q, h);
-    q_leave(q);
-    return rc;
-}
 
 int irpk_req_cancel_wait(irpk_queue *q, irpk_req_handle h)
 {

@@ -2,6 +2,10 @@
  * and the dispatch/callback loop. Every function here runs with the queue lock held. */
 #include "queue/queue_internal.h"
 
+/* Per-request helpers: inlined into the API calls of this file (each keeps an out-of-line copy
+ * for the other files), which is most of what a request costs. */
+#define HOT __attribute__((always_inline)) inline
+
 /* ------------------------------------------------------------------ slot table and handles */
 
 static int grow_slots(irpk_queue *q)
@@ -34,7 +38,7 @@ static qreq *slot_at(irpk_queue *q, uint32_t idx)
     return &q->chunks[idx / SLOT_CHUNK][idx % SLOT_CHUNK];
 }
 
-qreq *slot_alloc(irpk_queue *q)
+HOT qreq *slot_alloc(irpk_queue *q)
 {
     if (q->free_head == NO_SLOT && grow_slots(q) != 0) return NULL;
     qreq *r = slot_at(q, q->free_head);
@@ -59,13 +63,13 @@ qreq *slot_alloc(irpk_queue *q)
 }
 
 /* 40 bits of generation wrap only after 10^12 reuses of one slot; 0 is never used. */
-static uint64_t next_gen(uint64_t gen)
+HOT static uint64_t next_gen(uint64_t gen)
 {
     gen = (gen + 1) & ((1ull << 40) - 1);
     return gen ? gen : 1;
 }
 
-void slot_free(irpk_queue *q, qreq *r)
+HOT void slot_free(irpk_queue *q, qreq *r)
 {
     /* Bumping the generation is what makes every handle of this occupant stale. */
     r->gen = next_gen(r->gen);
@@ -76,7 +80,7 @@ void slot_free(irpk_queue *q, qreq *r)
     wake_word(&q->release_word, q->release_waiters);
 }
 
-qreq *req_lookup(irpk_queue *q, irpk_req_handle h, bool *gone)
+HOT qreq *req_lookup(irpk_queue *q, irpk_req_handle h, bool *gone)
 {
     uint32_t idx = (uint32_t)(h & (SLOT_MAX - 1));
     uint64_t gen = h >> 24;
@@ -230,7 +234,7 @@ static uint64_t effective_key(const irpk_queue *q, const qreq *r)
     return r->key > UINT64_MAX - waited ? UINT64_MAX : r->key + waited;
 }
 
-static void watermark_check(irpk_queue *q)
+HOT static void watermark_check(irpk_queue *q)
 {
     if (!q->cfg.high_watermark) return;
     if (!q->above_high && q->queued >= q->cfg.high_watermark) {
@@ -248,16 +252,22 @@ static void watermark_check(irpk_queue *q)
  * (key, seq), so the switch changes no outcome. */
 static bool small_after(const qsmall *e, uint64_t key, uint64_t seq)
 {
-    return e->key > key || (e->key == key && e->seq > seq);
+    return e->key > key || (e->key == key && e->r->tn.seq > seq);
 }
 
-static void keyed_insert(irpk_queue *q, qreq *r)
+/* newest: r has the largest seq of all (a plain submission, not a requeue to the head), so
+ * "after r" is "key greater" and the scan compares keys only. */
+HOT static void keyed_insert(irpk_queue *q, qreq *r, bool newest)
 {
     if (!q->tree && q->n_small < SMALL_MAX) {
         unsigned i = q->n_small++;
-        for (; i > 0 && small_after(&q->small[i - 1], r->tn.key, r->tn.seq); i--)
-            q->small[i] = q->small[i - 1]; /* insertion sort step, from the back */
-        q->small[i] = (qsmall){r->tn.key, r->tn.seq, r};
+        uint64_t key = r->tn.key;
+        if (newest)
+            for (; i > 0 && q->small[i - 1].key > key; i--) q->small[i] = q->small[i - 1];
+        else
+            for (; i > 0 && small_after(&q->small[i - 1], key, r->tn.seq); i--)
+                q->small[i] = q->small[i - 1]; /* insertion sort step, from the back */
+        q->small[i] = (qsmall){key, r};
         return;
     }
     if (!q->tree) { /* the array is full: everything moves to the treap */
@@ -271,19 +281,34 @@ static void keyed_insert(irpk_queue *q, qreq *r)
     tn_insert(&q->tree, &r->tn);
 }
 
-static void keyed_remove(irpk_queue *q, qreq *r)
+HOT static void keyed_remove(irpk_queue *q, qreq *r)
 {
     if (q->tree) {
         tn_remove(&q->tree, &r->tn);
         return;
     }
-    unsigned i = 0;
-    while (q->small[i].r != r) i++; /* r is queued: it is in the array */
+    unsigned i = q->small_hint; /* where pend_pick_key found it, usually */
+    if (i >= q->n_small || q->small[i].r != r)
+        for (i = 0; q->small[i].r != r;) i++; /* r is queued: it is in the array */
     for (q->n_small--; i < q->n_small; i++) q->small[i] = q->small[i + 1];
 }
 
-void pend_insert(irpk_queue *q, qreq *r, bool head)
+HOT void pend_insert(irpk_queue *q, qreq *r, bool head)
 {
+    if (q->plain && !head) { /* the common case, without the general branches below */
+        if (q->cfg.order == IRPK_ORDER_FIFO) {
+            ql_push_back(&q->fifo, &r->link);
+        } else {
+            r->tn.key = r->key; /* plain: no aging */
+            r->tn.seq = ++q->seq;
+            keyed_insert(q, r, true);
+        }
+        ql_push_back(&q->age, &r->age);
+        if (q->queued++ == 0 && q->cfg.mode == IRPK_QUEUE_MANUAL && q->dispatch_on && q->cfg.on_ready)
+            q->ready_pending = true;
+        if (q->queued > q->max_queued_seen) q->max_queued_seen = q->queued;
+        return;
+    }
     if (r->lane) {
         if (head)
             ql_push_front(&r->lane->reqs, &r->link);
@@ -300,7 +325,7 @@ void pend_insert(irpk_queue *q, qreq *r, bool head)
             r->tn.key = effective_key(q, r);
             r->tn.seq = ++q->seq;
         } /* head: keep the original (key, seq), i.e. its place before later equal keys */
-        keyed_insert(q, r);
+        keyed_insert(q, r, !head);
     }
     if (head)
         ql_push_front(&q->age, &r->age);
@@ -313,8 +338,18 @@ void pend_insert(irpk_queue *q, qreq *r, bool head)
     watermark_check(q);
 }
 
-void pend_remove(irpk_queue *q, qreq *r)
+HOT void pend_remove(irpk_queue *q, qreq *r)
 {
+    if (q->plain) { /* no lane, no watermarks */
+        if (q->cfg.order == IRPK_ORDER_FIFO)
+            ql_remove(&r->link);
+        else
+            keyed_remove(q, r);
+        ql_remove(&r->age);
+        q->queued--;
+        wake_word(&q->space_word, q->space_waiters);
+        return;
+    }
     if (r->lane) {
         ql_remove(&r->link);
         lane_update(q, r->lane, false);
@@ -342,25 +377,26 @@ qreq *pend_pick(irpk_queue *q)
     case IRPK_ORDER_ELEVATOR:
         return pend_pick_key(q, q->cursor);
     default:
-        if (!q->tree) return q->n_small ? q->small[0].r : NULL;
+        if (!q->tree) return q->n_small ? q->small[q->small_hint = 0].r : NULL;
         return QL_ENTRY(tn_min(q->tree), qreq, tn);
     }
 }
 
-qreq *pend_pick_key(irpk_queue *q, uint64_t key)
+HOT qreq *pend_pick_key(irpk_queue *q, uint64_t key)
 {
     if (!q->tree) {
         if (!q->n_small) return NULL;
         unsigned i = 0;
         while (i < q->n_small && q->small[i].key < key) i++;
-        return q->small[i < q->n_small ? i : 0].r; /* wrap: the C-SCAN sweep restarts */
+        q->small_hint = i < q->n_small ? i : 0; /* wrap: the C-SCAN sweep restarts */
+        return q->small[q->small_hint].r;
     }
     tnode *n = tn_lower_bound(q->tree, key);
     if (!n) n = tn_min(q->tree); /* wrap to the smallest key: the C-SCAN sweep restarts */
     return QL_ENTRY(n, qreq, tn);
 }
 
-void start_running(irpk_queue *q, qreq *r)
+HOT void start_running(irpk_queue *q, qreq *r)
 {
     if (r->lane) r->lane->busy = true; /* before pend_remove, so the lane leaves the ready list */
     pend_remove(q, r);
@@ -378,10 +414,10 @@ void tree_rekey(irpk_queue *q, qreq *r, uint64_t key)
     r->key = key;
     r->tn.key = effective_key(q, r);
     r->tn.seq = ++q->seq;
-    keyed_insert(q, r);
+    keyed_insert(q, r, true);
 }
 
-void stop_running(irpk_queue *q, qreq *r)
+HOT void stop_running(irpk_queue *q, qreq *r)
 {
     ql_remove(&r->link);
     q->running_n--;
@@ -402,7 +438,7 @@ void stop_running(irpk_queue *q, qreq *r)
  * acts only if it won, so exactly one final status exists. (While a dispatch lease holds the
  * request, its lease word plays this role — see lease_complete/lease_detach — and settling the
  * lease replays the winner here.) */
-bool decide(qreq *r, int32_t status)
+HOT bool decide(qreq *r, int32_t status)
 {
     if (r->decided) return false;
     r->decided = 1;
@@ -555,7 +591,7 @@ qframe *frame_of(irpk_queue *q)
 
 bool in_own_callback(irpk_queue *q) { return frame_of(q) != NULL; }
 
-void wake_word(volatile uint32_t *w, unsigned waiters)
+HOT void wake_word(volatile uint32_t *w, unsigned waiters)
 {
     /* Bump then wake, under the queue lock. A waiter registers (waiters++) and samples *w in
      * the same lock hold before sleeping, so with waiters == 0 nobody can miss this change and
@@ -578,7 +614,7 @@ static void call_end(irpk_queue *q)
     q->cb_active--;
 }
 
-static void count_final(irpk_queue *q, int32_t status)
+HOT static void count_final(irpk_queue *q, int32_t status)
 {
     if (status == IRPK_QS_CANCELLED)
         q->n_cancelled++;
@@ -604,7 +640,7 @@ static inline __attribute__((always_inline)) bool quiet(const irpk_queue *q)
 
 /* ------------------------------------------------------------------ leases (see queue_internal.h) */
 
-static qlease *lease_grant(irpk_queue *q, enum lease_kind kind, qreq *r)
+HOT static qlease *lease_grant(irpk_queue *q, enum lease_kind kind, qreq *r)
 {
     uint32_t free = ~q->lease_mask & ((1u << LEASE_MAX) - 1);
     if (!free) return NULL; /* all in use: the caller takes the locked path */
@@ -625,7 +661,7 @@ static qlease *lease_grant(irpk_queue *q, enum lease_kind kind, qreq *r)
 /* The holder leaves: true if the lease now reads L_RET (a later lock holder settles it), false
  * if L_SLOW asks the holder to settle it under the lock itself. Every bit another thread sets
  * comes with L_SLOW, so a single CAS against the expected word decides. */
-static bool lease_return(qlease *l, bool done)
+HOT static bool lease_return(qlease *l, bool done)
 {
     int32_t expect = L_HELD | (done ? L_DONE : 0);
     return plat_cas32(&l->w, expect, (expect & ~L_HELD) | L_RET) == expect;
@@ -963,6 +999,54 @@ void q_leave(irpk_queue *q)
     plat_lock_release(&q->lock);
 }
 
+/* ------------------------------------------------------------------ direct delivery */
+
+/* r has just been decided and taken out of the pending structures or the running list (a
+ * cancel of a queued request, the completion of a retrieved one); the lock is held. Deliver
+ * its completion and leave (the lock is released on return).
+ *
+ * When nothing else is due, the dispatch loop q_leave would run finds exactly one thing to do
+ * — r's completion — and delivers it on a completion lease (deliver_completion). This does the
+ * same directly, without the done list and the loop's scan: same lease, same frame (so calls
+ * from on_complete see "inside q's callback"), same count, same slot release when the lease is
+ * settled. Anything else (a pin, a notification or stop pending, a waiter, a watermark, an
+ * event log or in-order completion, being inside one of q's callbacks already, no free lease)
+ * takes the general path: release + q_leave. */
+void release_and_leave(irpk_queue *q, qreq *r)
+{
+    qframe **top = frame_top();
+    bool direct = q->lease_ok && q->cfg.on_complete && !r->pins && !r->forwarded && quiet(q) &&
+                  q->lease_mask != (1u << LEASE_MAX) - 1;
+    for (const qframe *f = *top; direct && f; f = f->up)
+        direct = f->q != q; /* inside q's own callback: the outer loop delivers it (no nesting) */
+    if (!direct) {
+        release(q, r);
+        q_leave(q);
+        return;
+    }
+    r->state = RS_DONE;
+    if (r->heap_pos != NO_HEAP) heap_remove(q, r);
+    if (r->og) {
+        ql_remove(&r->olink);
+        owner_put(q, r->og);
+        r->og = NULL;
+    }
+    count_final(q, r->status);
+    irpk_req_handle h = req_handle(r);
+    int32_t status = r->status;
+    void *ctx = r->ctx;
+    qlease *l = lease_grant(q, LK_COMPLETE, r); /* counted in cb_active: the lifetime barrier */
+    qframe me = {q, *top, 0, NULL, false, false};
+    *top = &me;
+    plat_lock_release(&q->lock);
+    q->cfg.on_complete(q, h, status, ctx, q->cfg.ctx);
+    *top = me.up;
+    if (lease_return(l, false)) return; /* the next lock holder frees the slot */
+    q_lock(q); /* poked: someone needs us back through the lock */
+    lease_settle(q, l);
+    q_leave(q);
+}
+
 /* ------------------------------------------------------------------ the submit fast path */
 
 /* An idle dispatching queue runs a new request's handler at once, on a dispatch lease, with one
@@ -987,7 +1071,7 @@ static bool fast_ok(const irpk_queue *q, const irpk_req_opts *o, const qlease *r
 /* The slot of a returned dispatch lease whose request was completed in its handler's frame and
  * delivered: finish that occupant (what lease_settle + release_delivered + slot_free would do)
  * and make the slot, still on the running list, the next request's. */
-static void recycle(irpk_queue *q, qlease *l, qreq *r)
+static inline void recycle(irpk_queue *q, qlease *l, qreq *r, uint64_t gen)
 {
     count_final(q, l->status);
     if (r->og) {
@@ -995,7 +1079,7 @@ static void recycle(irpk_queue *q, qlease *l, qreq *r)
         owner_put(q, r->og);
         r->og = NULL;
     }
-    r->gen = next_gen(r->gen); /* the old handle goes stale, as in slot_free */
+    r->gen = gen; /* next_gen(r->gen): the old handle goes stale, as in slot_free */
     r->cancel_req = r->acked = 0;
     r->decided = 0;
     r->status = 0;
@@ -1003,8 +1087,9 @@ static void recycle(irpk_queue *q, qlease *l, qreq *r)
     l->w = L_HELD; /* plain: its holder has left (L_RET seen under the lock) */
 }
 
-int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, submit_hook hook,
-                void *hook_ctx)
+static inline __attribute__((always_inline)) int
+fast_submit_body(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, submit_hook hook,
+                 void *hook_ctx)
 {
     qframe **top = frame_top(); /* thread-local: looked up before taking the lock */
     plat_lock_acquire(&q->lock); /* settling returned leases (q_lock's job) happens below */
@@ -1033,7 +1118,8 @@ int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, sub
         if (og) og->refs--, owner_put(q, og);
         return 0; /* the normal path reports NOMEM */
     }
-    irpk_req_handle h = reuse ? next_gen(r->gen) << 24 | r->idx : req_handle(r);
+    uint64_t gen = reuse ? next_gen(r->gen) : r->gen;
+    irpk_req_handle h = gen << 24 | r->idx;
     if (hook && !hook(h, hook_ctx)) { /* nothing of the new request is visible yet */
         if (og) og->refs--, owner_put(q, og);
         if (reuse)
@@ -1045,7 +1131,7 @@ int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, sub
     }
     qlease *l = reuse;
     if (l) {
-        recycle(q, l, r);
+        recycle(q, l, r, gen);
     } else {
         r->state = RS_RUNNING;
         ql_push_back(&q->running, &r->link);
@@ -1082,6 +1168,150 @@ int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, sub
 no:
     if (reuse) lease_settle(q, reuse);
     return 0;
+}
+
+int fast_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, submit_hook hook,
+                void *hook_ctx)
+{
+    return fast_submit_body(q, o, out, hook, hook_ctx);
+}
+
+/* irpk_queue_submit lives here, next to the fast path it inlines (the per-request path). */
+int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out)
+{
+    if (!o || !q) return IRPK_QE_INVAL;
+    int rc;
+    /* cfg is immutable after create: the eligibility by configuration needs no lock. */
+    if (q->lease_ok && q->cfg.mode <= IRPK_QUEUE_PARALLEL && !o->deadline_ns) {
+        rc = fast_submit_body(q, o, out, NULL, NULL); /* takes the lock */
+        if (rc) return rc > 0 ? 0 : rc;
+    } else if ((rc = q_enter(q)) != 0) {
+        return rc;
+    }
+    qreq *r = NULL;
+    if (q->accepting && !q->cfg.max_depth && !o->deadline_ns && !o->owner &&
+        q->cfg.mode != IRPK_QUEUE_KEYED_SERIAL) {
+        /* Nothing to reserve (no heap room, lane or owner group) and nothing to admit:
+         * reserve + publish without the reservation's bookkeeping (the common submit). */
+        if (!(r = slot_alloc(q))) {
+            plat_lock_release(&q->lock);
+            return IRPK_QE_NOMEM;
+        }
+        r->ctx = o->ctx;
+        r->key = o->key;
+        r->owner = 0;
+        r->deadline = 0;
+        r->t_submit = q->timed ? plat_now_ns() : 0;
+        q->n_submitted++;
+        log_event(q, IRPK_EV_SUBMIT, req_handle(r), 0);
+        r->state = RS_QUEUED;
+        pend_insert(q, r, false);
+        if (out) *out = req_handle(r);
+        q_leave(q);
+        return 0;
+    }
+    bool drop;
+    if ((rc = submit_reserve(q, o, &r, &drop)) != 0) return rc;
+    submit_publish(q, r, drop);
+    if (out) *out = req_handle(r); /* before q_leave, which may dispatch it */
+    q_leave(q);
+    return 0;
+}
+
+/* The other per-request calls, here so the compiler can inline the helpers they share with
+ * the submit path above. */
+
+int irpk_req_complete(irpk_queue *q, irpk_req_handle h, int32_t status)
+{
+    if (!q) return IRPK_QE_INVAL;
+    /* From inside the request's own leased on_dispatch: decide it with one CAS on the lease,
+     * without the lock (q cannot be closed while one of its handlers runs). */
+    /* Dispatch leases exist only on lease_ok dispatching queues (dispatch_one and fast_submit
+     * never lease in MANUAL mode): elsewhere skip the thread-local frame lookup. cfg and
+     * lease_ok are immutable after create, so this test needs no lock. */
+    qframe *f = NULL;
+    if (q->lease_ok && q->cfg.mode != IRPK_QUEUE_MANUAL) {
+        f = *frame_top(); /* the innermost frame is q's when a handler completes its request */
+        if (f && f->q != q) f = frame_of(q);
+    }
+    if (f && f->lease && f->h == h) {
+        int rc = lease_complete(f, status);
+        if (rc != LEASE_FALLBACK) return rc;
+    }
+    int rc = q_enter(q);
+    if (rc) return rc;
+    qreq *r;
+    rc = executor_lookup(q, h, &r);
+    if (rc) {
+        q_leave(q);
+        return rc;
+    }
+    stop_running(q, r); /* executor_release, with the completion delivered directly */
+    rc = decide(r, status) ? 0 : IRPK_REQ_OVERRIDDEN;
+    release_and_leave(q, r);
+    return rc;
+}
+
+static int retrieve(irpk_queue *q, bool by_key, uint64_t key, irpk_req_handle *out)
+{
+    if (!out) return IRPK_QE_INVAL;
+    int rc = q_enter(q);
+    if (rc) return rc;
+    qreq *r = NULL;
+    if (q->cfg.mode != IRPK_QUEUE_MANUAL || (by_key && q->cfg.order == IRPK_ORDER_FIFO))
+        rc = IRPK_QE_MODE;
+    else if (!q->dispatch_on)
+        rc = IRPK_QE_STOPPED;
+    else if (!(r = by_key ? pend_pick_key(q, key) : pend_pick(q)))
+        rc = IRPK_QE_EMPTY;
+    if (!rc) {
+        start_running(q, r);
+        *out = req_handle(r);
+    }
+    q_leave(q);
+    return rc;
+}
+
+int irpk_queue_retrieve(irpk_queue *q, irpk_req_handle *out) { return retrieve(q, false, 0, out); }
+
+int irpk_queue_retrieve_key(irpk_queue *q, uint64_t k, irpk_req_handle *out)
+{
+    return retrieve(q, true, k, out);
+}
+
+int cancel_locked(irpk_queue *q, irpk_req_handle h)
+{
+    bool gone;
+    qreq *r = req_lookup(q, h, &gone);
+    if (!r) return gone ? IRPK_CANCEL_TOO_LATE : IRPK_CANCEL_NOT_FOUND;
+    if (r->state == RS_QUEUED) {
+        log_event(q, IRPK_EV_CANCEL_REQUEST, h, 0);
+        cancel_queued(q, r, IRPK_QS_CANCELLED);
+        return IRPK_CANCEL_REMOVED;
+    }
+    if (r->state == RS_RUNNING && !r->decided && lease_mark_cancel(q, r)) {
+        cancel_request(q, r, IRPK_NOTIFY_CANCEL);
+        return IRPK_CANCEL_REQUESTED;
+    }
+    return IRPK_CANCEL_TOO_LATE;
+}
+
+int irpk_req_cancel(irpk_queue *q, irpk_req_handle h)
+{
+    int rc = q_enter(q);
+    if (rc) return rc;
+    bool gone;
+    qreq *r = req_lookup(q, h, &gone);
+    if (r && r->state == RS_QUEUED) { /* the common case, delivered without the loop */
+        log_event(q, IRPK_EV_CANCEL_REQUEST, h, 0);
+        if (!decide(r, IRPK_QS_CANCELLED)) plat_panic("queue: queued request already decided");
+        pend_remove(q, r);
+        release_and_leave(q, r);
+        return IRPK_CANCEL_REMOVED;
+    }
+    rc = cancel_locked(q, h);
+    q_leave(q);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ event log */

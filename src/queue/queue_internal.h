@@ -107,9 +107,10 @@ struct qowner {
 
 enum queue_op { OP_NONE = 0, OP_STOP, OP_DRAIN, OP_PURGE };
 
-/* Keyed orders at small depth: (key, seq) kept inline next to the request. */
+/* Keyed orders at small depth: the key kept inline next to the request (its seq, needed only
+ * to order equal keys, is read from the request). 16 bytes: a shift moves one vector. */
 typedef struct qsmall {
-    uint64_t key, seq;
+    uint64_t key;
     qreq *r;
 } qsmall;
 
@@ -185,7 +186,7 @@ struct irpk_queue {
     qlink fifo;
     tnode *tree;
     qsmall small[SMALL_MAX];
-    unsigned n_small;
+    unsigned n_small, small_hint; /* small_hint: index of the last pend_pick_key result */
     uint64_t seq, cursor;
     uint32_t rng;
     int64_t t0;
@@ -212,6 +213,8 @@ struct irpk_queue {
                            included */
     uint32_t lease_mask; /* leases[i] in use */
     bool lease_ok;       /* the configuration allows dispatch leases (no log, no in-order) */
+    bool plain;          /* lease_ok, no watermarks, no lanes, no aging: pend_insert/remove's short
+                            path (the general one gives the same result) */
     bool timed;          /* read the clock per submit (config.timed or aging) */
     qreq *done_head, *done_tail, *notify_head, *notify_tail, *stop_head, *stop_tail;
     volatile uint32_t op_word, space_word, release_word;
@@ -275,6 +278,11 @@ void release(irpk_queue *q, qreq *r);
 int executor_release(irpk_queue *q, qreq *r, int32_t status);
 int executor_requeue(irpk_queue *q, qreq *r);
 void cancel_queued(irpk_queue *q, qreq *r, int32_t status);
+/* r decided and out of the pending/running structures, lock held: deliver its completion
+ * (directly when nothing else is due) and release the lock. */
+void release_and_leave(irpk_queue *q, qreq *r);
+/* Cancel h with the lock held (the result of irpk_req_cancel); q_leave delivers. */
+int cancel_locked(irpk_queue *q, irpk_req_handle h);
 void cancel_request(irpk_queue *q, qreq *r, irpk_notify_reason why);
 
 void heap_push(irpk_queue *q, qreq *r);
