@@ -288,12 +288,16 @@ void plat_lock_init(volatile plat_lockword *w);
 void plat__lock_acquire(volatile plat_lockword *w); /* contended or explore: out of line */
 void plat__lock_release(volatile plat_lockword *w);
 void plat__lock_wake(volatile plat_lockword *w);
-/* Native lock word: the low 32 bits are the lock (0 free, 1 held, futex word), the high 32 bits
- * count sleepers. Release is a plain release-store when the process could register for
- * asymmetric fences (membarrier, set once before main): a sleeper pays a process-wide barrier
- * after counting itself, so the releaser's load of the count needs no fence of its own (see
- * platform_native.c). Otherwise release exchanges, which is a full fence. */
+/* Native lock word: its low 32 bits are the lock (0 free, 1 held) and the futex word. Sleepers
+ * are counted outside the word, in a table of counters hashed by the lock's address, so a
+ * release touches the word exactly once: the thread that takes the lock next may free it at
+ * once (an object freed right after its lock is dropped). Release is a plain release-store
+ * when the process could register for asymmetric fences (membarrier, decided once before
+ * main): a sleeper pays a process-wide barrier after counting itself, so the releaser's load
+ * of the count needs no fence of its own (see platform_native.c). Otherwise release exchanges,
+ * which is a full fence. */
 extern int plat__lock_asym __attribute__((visibility("hidden")));
+extern volatile uint32_t plat__lock_sleepers[64] __attribute__((visibility("hidden")));
 static inline volatile uint32_t *plat__lock_low(volatile plat_lockword *w)
 {
 #if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -302,6 +306,11 @@ static inline volatile uint32_t *plat__lock_low(volatile plat_lockword *w)
     return (volatile uint32_t *)w;
 #endif
 }
+/* The sleeper counter of the lock at w (never freed: safe to read after the release). */
+static inline volatile uint32_t *plat__lock_count(const volatile plat_lockword *w)
+{
+    return &plat__lock_sleepers[((uint64_t)(uintptr_t)w * 0x9E3779B97F4A7C15ull) >> 58];
+}
 static inline void plat_lock_acquire(volatile plat_lockword *w)
 {
     uint32_t free_ = 0; /* inline uncontended native acquire: one CAS 0 -> 1 */
@@ -309,26 +318,17 @@ static inline void plat_lock_acquire(volatile plat_lockword *w)
                                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
         plat__lock_acquire(w);
 }
-/* The sleeper count (64-bit words only; plat__lock_asym is 0 otherwise). */
-static inline volatile uint32_t *plat__lock_high(volatile plat_lockword *w)
-{
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (volatile uint32_t *)w;
-#else
-    return (volatile uint32_t *)w + 1;
-#endif
-}
 static inline void plat_lock_release(volatile plat_lockword *w)
 {
-    if (sizeof(plat_lockword) != 8 || !PLAT_NATIVE_NOW() || !plat__lock_asym) {
+    if (!PLAT_NATIVE_NOW() || !plat__lock_asym) {
         plat__lock_release(w);
         return;
     }
+    volatile uint32_t *count = plat__lock_count(w); /* computed before w may be freed */
     __atomic_store_n(plat__lock_low(w), 0, __ATOMIC_RELEASE);
     /* Compiler-only barrier: a sleeper's membarrier orders this load after the store. */
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    if (__builtin_expect(__atomic_load_n(plat__lock_high(w), __ATOMIC_RELAXED) != 0, 0))
-        plat__lock_wake(w);
+    if (__builtin_expect(__atomic_load_n(count, __ATOMIC_RELAXED) != 0, 0)) plat__lock_wake(w);
 }
 bool plat_lock_try(volatile plat_lockword *w);
 bool plat_lock_is_held(const volatile plat_lockword *w); /* racy snapshot, diagnostics only */

@@ -215,8 +215,11 @@ void plat_wake(volatile uint32_t *addr, int32_t n)
 
 /* ------------------------------------------------------------------ locks */
 
-/* Lock word (platform.h): low 32 bits 0 free / 1 held (the futex word), high 32 bits the number
- * of sleepers (64-bit words; a 32-bit word has no room and always uses the fenced release).
+/* Lock word (platform.h): low 32 bits 0 free / 1 held (the futex word). Sleepers are counted in
+ * plat__lock_sleepers[hash(lock address)], never in the word, so a release accesses the word
+ * once (the store or exchange) and never again: after that the next owner may free it. The
+ * wake-up that may follow is a futex_wake on the address, harmless if the memory was freed or
+ * reused meanwhile (a spurious wake-up; every futex waiter here re-checks and waits again).
  *
  * The sleeper/releaser handshake is a Dekker pair: the releaser stores 0 to the lock and then
  * reads the sleeper count; a sleeper increments the count and then reads the lock (futex_wait
@@ -228,16 +231,17 @@ void plat_wake(volatile uint32_t *addr, int32_t n)
  * switch). Wherever that barrier falls in the releaser's store; load sequence, either the
  * store is visible to the sleeper's later check, or the increment is visible to the load. So
  * the uncontended release costs a plain store, and only a thread about to sleep pays the
- * barrier (it is already about to make a futex system call). */
+ * barrier (it is already about to make a futex system call). A shared counter only costs
+ * spurious wake calls on other locks of the same bucket while someone sleeps. */
 int plat__lock_asym;
+volatile uint32_t plat__lock_sleepers[64];
 
 #if defined(__linux__) && defined(__NR_membarrier)
 #include <linux/membarrier.h>
 /* Before main (and before any thread exists): lock_asym never changes while locks are in use. */
 __attribute__((constructor)) static void lock_asym_init(void)
 {
-    if (sizeof(plat_lockword) == 8 &&
-        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
         syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
         plat__lock_asym = 1;
 }
@@ -302,29 +306,22 @@ static void native_lock_acquire(volatile plat_lockword *w)
 #endif
         if (__atomic_load_n(lock_futex(w), __ATOMIC_RELAXED) == 0 && lock_cas(w)) return;
     }
-    if (sizeof(plat_lockword) != 8) { /* no sleeper count: the classic 0/1/2 futex lock */
-        while (__atomic_exchange_n(lock_futex(w), 2, __ATOMIC_ACQUIRE) != 0)
-            futex_wait_abs(lock_futex(w), 2, PLAT_FOREVER);
-        return;
-    }
     /* Sleep: count ourselves (a full fence), then the barrier that pairs with a plain-store
      * release (see above), then wait while the lock stays held. */
-    __atomic_fetch_add(plat__lock_high(w), 1, __ATOMIC_SEQ_CST);
+    volatile uint32_t *count = plat__lock_count(w);
+    __atomic_fetch_add(count, 1, __ATOMIC_SEQ_CST);
     lock_sleeper_barrier();
     while (!lock_cas(w)) futex_wait_abs(lock_futex(w), 1, PLAT_FOREVER);
-    __atomic_fetch_sub(plat__lock_high(w), 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(count, 1, __ATOMIC_RELAXED);
 }
 
 static void native_lock_release(volatile plat_lockword *w)
 {
-    if (sizeof(plat_lockword) != 8) {
-        if (__atomic_exchange_n(lock_futex(w), 0, __ATOMIC_RELEASE) == 2) futex_wake(lock_futex(w), 1);
-        return;
-    }
     /* The fenced release (no asymmetric barrier available, or explore's bookkeeping locks):
-     * the exchange orders the store before the count's load. */
+     * the exchange orders the store before the count's load; w is not read again. */
+    volatile uint32_t *count = plat__lock_count(w);
     __atomic_exchange_n(lock_futex(w), 0, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(plat__lock_high(w), __ATOMIC_SEQ_CST) != 0) futex_wake(lock_futex(w), 1);
+    if (__atomic_load_n(count, __ATOMIC_SEQ_CST) != 0) futex_wake(lock_futex(w), 1);
 }
 
 /* Explore mode: one fiber runs at a time and the critical section has no scheduling point, so

@@ -67,7 +67,7 @@ static void run_sleepers(long rounds)
     for (int i = 0; i < 3; i++) plat_thread_join(t[i]);
     CHECK_EQ(counter, 3 * rounds);
     CHECK(!plat_lock_is_held(&sleep_lock));
-    CHECK_EQ(sleep_lock, 0); /* the sleeper count went back to zero too */
+    CHECK_EQ(*plat__lock_count(&sleep_lock), 0); /* every sleeper uncounted itself */
 }
 
 TEST(lock_sleepers_are_woken_by_the_plain_store_release)
@@ -82,6 +82,51 @@ TEST(lock_sleepers_are_woken_by_the_fenced_release)
     plat__lock_asym = 0;
     run_sleepers(irpk_test_scale(2000));
     plat__lock_asym = saved;
+}
+
+/* Regression (TSan caught it in test_user_demo): a release must not touch the lock word after
+ * the store that frees the lock — the next owner may free the object holding it at once
+ * (ObfDereferenceObject after the user layer's completion lock was dropped). The releaser here
+ * hands a heap object over and the taker frees it as soon as it holds its lock; under
+ * ThreadSanitizer any access by the releaser after its store is a race with that free, and
+ * under AddressSanitizer a use after free. */
+typedef struct locked_box {
+    plat_lockword lock;
+    long payload;
+} locked_box;
+static void *volatile handed_box;
+static volatile int32_t boxes_freed;
+
+static void box_taker(void *arg)
+{
+    long rounds = (long)(intptr_t)arg;
+    for (long i = 0; i < rounds; i++) {
+        locked_box *b;
+        while (!(b = plat_xchg_ptr(&handed_box, NULL))) plat_yield();
+        plat_lock_acquire(&b->lock); /* waits for the hand-over's release */
+        CHECK_EQ(b->payload, i);
+        plat_free(b); /* at once, while the releaser may still be in plat_lock_release */
+        plat_fetch_add32(&boxes_freed, 1);
+    }
+}
+
+TEST(lock_release_does_not_touch_the_word_after_handing_it_over)
+{
+    long rounds = irpk_test_scale(20000);
+    boxes_freed = 0;
+    plat_thread *t = plat_thread_start(box_taker, (void *)(intptr_t)rounds, NULL, 0);
+    for (long i = 0; i < rounds; i++) {
+        locked_box *b = plat_alloc(sizeof *b);
+        REQUIRE(b != NULL);
+        plat_lock_init(&b->lock);
+        plat_lock_acquire(&b->lock);
+        b->payload = i;
+        plat_store_ptr(&handed_box, b);
+        plat_lock_release(&b->lock); /* b may be freed from here on */
+        while (plat_load32(&boxes_freed) <= i) plat_yield();
+    }
+    plat_thread_join(t);
+    CHECK_EQ(plat_load32(&boxes_freed), rounds);
 }
 
 TEST(lock_try_fails_when_held)
