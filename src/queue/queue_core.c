@@ -1054,7 +1054,7 @@ void release_and_leave(irpk_queue *q, qreq *r)
  * request would only pass through. Taken only when the outcome is the same as on the normal
  * path: nothing queued or pending, no stop/drain/purge or waiter, room to run, and not from
  * one of q's own callbacks (those never dispatch inline: no recursion). */
-static bool fast_ok(const irpk_queue *q, const irpk_req_opts *o, const qlease *reuse,
+HOT static bool fast_ok(const irpk_queue *q, const irpk_req_opts *o, const qlease *reuse,
                     qframe *const *top)
 {
     if (!q->lease_ok || o->deadline_ns || !q->dispatch_on || !q->accepting || q->queued ||
