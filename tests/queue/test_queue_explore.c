@@ -139,6 +139,49 @@ static void barrier_race(void *arg)
     irpk_queue_free(X.q);
 }
 
+/* Direct delivery (release_and_leave): a cancel of a queued request and a manual completion
+ * each deliver their completion on the calling thread, on a completion lease, while a third
+ * thread closes the queue. close must not return while either callback runs, and each request
+ * completes exactly once with its own outcome. */
+static irpk_req_handle direct_h[2];
+static int direct_cancel_rc, direct_take_rc;
+static void d_cancel(void *a) { (void)a, direct_cancel_rc = irpk_req_cancel(X.q, direct_h[0]); }
+static void d_take_and_complete(void *a)
+{
+    (void)a;
+    irpk_req_handle got;
+    direct_take_rc = irpk_queue_retrieve(X.q, &got);
+    if (direct_take_rc == 0) X.complete_rc = irpk_req_complete(X.q, got, 7);
+}
+static void d_close(void *a)
+{
+    (void)a;
+    expect(irpk_queue_close(X.q) == 0, "close failed");
+    expect(!X.in_callback, "callback running after close returned");
+    expect(X.completions == 2, "close returned before both requests completed");
+}
+
+static void direct_delivery_vs_close(void *arg)
+{
+    (void)arg;
+    memset(&X, 0, sizeof X);
+    X.q = x_queue(IRPK_QUEUE_MANUAL, NULL);
+    irpk_req_opts o = {0};
+    irpk_queue_submit(X.q, &o, &direct_h[0]);
+    irpk_queue_submit(X.q, &o, &direct_h[1]);
+    run3(d_cancel, d_take_and_complete, d_close);
+    expect(X.completions == 2, "not exactly two completions");
+    /* The cancel removes request 0 unless the worker retrieved it first (FIFO) or close's purge
+     * got it; the worker gets a request unless close purged both. */
+    expect(direct_cancel_rc == IRPK_CANCEL_REMOVED || direct_cancel_rc == IRPK_CANCEL_REQUESTED ||
+               direct_cancel_rc == IRPK_CANCEL_TOO_LATE || direct_cancel_rc == IRPK_QE_CLOSED,
+           "bad cancel result");
+    expect(direct_take_rc == 0 ? X.complete_rc == 0 || X.complete_rc == IRPK_REQ_OVERRIDDEN
+                               : direct_take_rc == IRPK_QE_EMPTY || direct_take_rc == IRPK_QE_CLOSED,
+           "bad worker result");
+    irpk_queue_free(X.q);
+}
+
 static int choose_random(void *ctx, const plat_explore_decision *d)
 {
     return (int)(irpk_test_rand(ctx) % d->n);
@@ -175,6 +218,11 @@ TEST(explore_queued_request_retrieve_cancel_deadline)
 TEST(explore_stop_sync_and_close_are_lifetime_barriers)
 {
     explore(barrier_race, irpk_test_scale(2000));
+}
+
+TEST(explore_direct_delivery_and_close)
+{
+    explore(direct_delivery_vs_close, irpk_test_scale(3000));
 }
 
 /* ------------------------------------------------------------------ dispatch leases
