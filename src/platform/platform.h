@@ -382,7 +382,15 @@ void plat_yield(void);
  * different objects commute). obj NULL means it acts on no shared object (ke's IRQL change):
  * such a step commutes with every other thread's step. Native mode: a no-op unless an
  * injection hook is set (the verifier's delay injection). */
-void plat_point(const char *op, const void *obj);
+void plat__point(const char *op, const void *obj);
+/* Set by plat_set_point_hook (below); read inline so a native point costs a load and a branch. */
+extern void (*volatile plat__point_hook)(const char *op, const void *obj)
+    __attribute__((visibility("hidden")));
+static inline void plat_point(const char *op, const void *obj)
+{
+    if (PLAT_NATIVE_NOW() && !__atomic_load_n(&plat__point_hook, __ATOMIC_RELAXED)) return;
+    plat__point(op, obj); /* explore mode, or the injection hook is set */
+}
 
 /* Name the calling thread's *next* scheduling point without adding one: in explore mode the next
  * plat_* atomic, lock, wait or point of this thread appears in swimlanes as `op obj` (the
@@ -390,7 +398,12 @@ void plat_point(const char *op, const void *obj);
  * synchronising step is an atomic ("IoSetCancelRoutine" = one exchange): a separate plat_point
  * in front of it would be a second, redundant point. Native mode: the same as plat_point (the
  * injection hook sees it). */
-void plat_label(const char *op, const void *obj);
+void plat__label(const char *op, const void *obj);
+static inline void plat_label(const char *op, const void *obj)
+{
+    if (PLAT_NATIVE_NOW() && !__atomic_load_n(&plat__point_hook, __ATOMIC_RELAXED)) return;
+    plat__label(op, obj);
+}
 
 /* Native-mode hook called by plat_point and plat_label (NULL = none). The explorer ignores it. */
 typedef void (*plat_point_hook)(const char *op, const void *obj);

@@ -586,29 +586,29 @@ void plat_yield(void)
     sched_yield();
 }
 
-static plat_point_hook point_hook;
+void (*volatile plat__point_hook)(const char *op, const void *obj);
 
-void plat_point(const char *op, const void *obj)
+void plat__point(const char *op, const void *obj)
 {
     if (EXPLORING()) {
         plat_explore_ops->point(op, obj);
         return;
     }
-    plat_point_hook h = __atomic_load_n(&point_hook, __ATOMIC_ACQUIRE);
+    plat_point_hook h = __atomic_load_n(&plat__point_hook, __ATOMIC_ACQUIRE);
     if (h) h(op, obj);
 }
 
-void plat_label(const char *op, const void *obj)
+void plat__label(const char *op, const void *obj)
 {
     if (EXPLORING()) {
         plat_explore_ops->label(op, obj);
         return;
     }
-    plat_point_hook h = __atomic_load_n(&point_hook, __ATOMIC_ACQUIRE);
+    plat_point_hook h = __atomic_load_n(&plat__point_hook, __ATOMIC_ACQUIRE);
     if (h) h(op, obj);
 }
 
-void plat_set_point_hook(plat_point_hook hook) { __atomic_store_n(&point_hook, hook, __ATOMIC_RELEASE); }
+void plat_set_point_hook(plat_point_hook hook) { __atomic_store_n(&plat__point_hook, hook, __ATOMIC_RELEASE); }
 
 /* ------------------------------------------------------------------ memory */
 
