@@ -12,6 +12,15 @@ static NTSTATUS read_arm(PDEVICE_OBJECT dev, PIRP irp)
     return STATUS_PENDING;
 }
 
+/* An IRP parked by read_arm with `cancel` armed, then IoCancelIrp'd: the routine ran. */
+static PIRP send_and_cancel(PDRIVER_CANCEL cancel)
+{
+    vf.cancel = cancel;
+    PIRP irp = vf_send_read(read_arm, false);
+    CHECK_EQ(IoCancelIrp(irp), TRUE);
+    return irp;
+}
+
 /* ---- 0x11B: returns holding the cancel lock (R9) */
 
 static VOID cancel_keeps_lock(PDEVICE_OBJECT dev, PIRP irp)
@@ -30,24 +39,15 @@ static VOID cancel_releases(PDEVICE_OBJECT dev, PIRP irp)
 TEST(cancel_routine_returning_with_cancel_lock_reports_0x11b_and_releases_it)
 {
     vf_setup();
-    vf.read = read_arm;
-    vf.cancel = cancel_keeps_lock;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    CHECK_EQ(IoCancelIrp(irp), TRUE);
+    PIRP irp = send_and_cancel(cancel_keeps_lock);
     CHECK(!io_cancel_lock_held());
     CHECK_EQ(KeGetCurrentIrql(), PASSIVE_LEVEL);
     EXPECT_REPORT(0x11B, (uintptr_t)cancel_keeps_lock, "DRIVER_RETURNED_HOLDING_CANCEL_LOCK", irp);
     vf_complete(irp, STATUS_CANCELLED);
-    vf.cancel = cancel_releases;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    CHECK_EQ(IoCancelIrp(twin), TRUE);
+    PIRP twin = send_and_cancel(cancel_releases);
     EXPECT_NO_REPORT();
     CHECK_EQ(vf.completions, 2);
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 /* ---- 0xC8: returns at an IRQL other than Irp->CancelIrql (C28144) */
@@ -71,22 +71,13 @@ static VOID cancel_seed_style(PDEVICE_OBJECT dev, PIRP irp)
 TEST(cancel_routine_returning_at_wrong_irql_reports_0xc8_and_restores_it)
 {
     vf_setup();
-    vf.read = read_arm;
-    vf.cancel = cancel_stays_at_dispatch;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    CHECK_EQ(IoCancelIrp(irp), TRUE);
+    PIRP irp = send_and_cancel(cancel_stays_at_dispatch);
     CHECK_EQ(KeGetCurrentIrql(), PASSIVE_LEVEL);
     EXPECT_REPORT(0xC8, DISPATCH_LEVEL, "IRQL_UNEXPECTED_VALUE", irp);
-    vf.cancel = cancel_seed_style;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    CHECK_EQ(IoCancelIrp(twin), TRUE);
+    PIRP twin = send_and_cancel(cancel_seed_style);
     EXPECT_NO_REPORT();
     CHECK_EQ(vf.completions, 2);
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 /* ---- CancelSpinlockRelease: release when not held (0x1002), acquire twice (0x1000) */
@@ -131,11 +122,7 @@ static VOID cancel_forgets(PDEVICE_OBJECT dev, PIRP irp)
 TEST(cancelled_irp_never_completed_reports_c4_135_at_quiescence)
 {
     vf_setup();
-    vf.read = read_arm;
-    vf.cancel = cancel_forgets;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    CHECK_EQ(IoCancelIrp(irp), TRUE);
+    PIRP irp = send_and_cancel(cancel_forgets);
     EXPECT_NO_REPORT();
     CHECK_EQ(irpk_verifier_check_quiescence(), 1);
     CHECK_CONTAINS(vf_text(), "the lost cancel");
@@ -143,32 +130,22 @@ TEST(cancelled_irp_never_completed_reports_c4_135_at_quiescence)
     EXPECT_REPORT(0xC4, 0x135, NULL, irp);
     CHECK_EQ(irpk_verifier_check_quiescence(), 0); /* each IRP once */
     vf_complete(irp, STATUS_CANCELLED);
-    vf.cancel = cancel_releases;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    CHECK_EQ(IoCancelIrp(twin), TRUE);
+    PIRP twin = send_and_cancel(cancel_releases);
     CHECK_EQ(irpk_verifier_check_quiescence(), 0);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 TEST(cancelled_irp_never_completed_is_reported_by_the_watchdog)
 {
     vf_setup();
     long old = irpk_verifier_set_cancel_timeout_ms(30);
-    vf.read = read_arm;
-    vf.cancel = cancel_forgets;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    CHECK_EQ(IoCancelIrp(irp), TRUE);
+    PIRP irp = send_and_cancel(cancel_forgets);
     REQUIRE(vf_wait_reports(1)); /* the watchdog notices on its own */
     CHECK_EQ(irpk_report_param(0, 1), (uintptr_t)irp);
     CHECK(irpk_report_param(0, 2) >= 30); /* age in ms */
     EXPECT_REPORT(0xC4, 0x135, NULL, irp);
     vf_complete(irp, STATUS_CANCELLED);
     irpk_verifier_set_cancel_timeout_ms(old);
-    IoFreeIrp(irp);
-    vf_teardown();
+    VF_TEARDOWN(irp);
 }

@@ -15,29 +15,25 @@ static NTSTATUS read_complete_twice(PDEVICE_OBJECT dev, PIRP irp)
 TEST(double_completion_reports_0x44_and_ignores_the_second)
 {
     vf_setup();
-    vf.read = read_complete_twice;
-    PIRP irp = vf_irp(1, true);
-    CHECK_EQ(vf_send(irp), STATUS_SUCCESS);
+    PIRP irp = vf_send_read(read_complete_twice, true);
+    CHECK_EQ(vf.sent, STATUS_SUCCESS);
     CHECK_EQ(vf.completions, 1); /* the second completion was ignored */
     CHECK_CONTAINS(vf_text(), "completed");
     CHECK_CONTAINS(vf_text(), "completed                        PASSIVE");
     CHECK_CONTAINS(vf_text(), "in dispatch read_complete_twice"); /* routine of the step */
     CHECK_CONTAINS(vf_text(), "Device: \\Device\\VfDev (driver \\Driver\\vf)");
     EXPECT_REPORT(0x44, (uintptr_t)irp, "MULTIPLE_IRP_COMPLETE_REQUESTS", irp);
-    IoFreeIrp(irp);
-    vf_teardown();
+    VF_TEARDOWN(irp);
 }
 
 TEST(single_completion_twin_reports_nothing)
 {
     vf_setup();
-    vf.read = vf_read_complete;
-    PIRP irp = vf_irp(1, true);
-    CHECK_EQ(vf_send(irp), STATUS_SUCCESS);
+    PIRP irp = vf_send_read(vf_read_complete, true);
+    CHECK_EQ(vf.sent, STATUS_SUCCESS);
     CHECK_EQ(vf.completions, 1);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    vf_teardown();
+    VF_TEARDOWN(irp);
 }
 
 /* ---- 0xC9/0x06 completion with STATUS_PENDING */
@@ -50,27 +46,10 @@ static NTSTATUS read_complete_pending_status(PDEVICE_OBJECT dev, PIRP irp)
     return STATUS_PENDING;
 }
 
-static NTSTATUS read_complete_final_status(PDEVICE_OBJECT dev, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(dev);
-    IoMarkIrpPending(irp);
-    vf_complete(irp, STATUS_SUCCESS);
-    return STATUS_PENDING;
-}
-
 TEST(completion_with_status_pending_reports_c9_06)
 {
     vf_setup();
-    vf.read = read_complete_pending_status;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    EXPECT_REPORT(0xC9, 0x06, NULL, irp);
-    vf.read = read_complete_final_status;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
+    EXPECT_BUGGY_AND_TWIN(read_complete_pending_status, vf_read_pend_complete, 0xC9, 0x06, NULL);
     vf_teardown();
 }
 
@@ -101,35 +80,26 @@ static NTSTATUS read_complete_disarmed(PDEVICE_OBJECT dev, PIRP irp)
 TEST(completion_with_cancel_routine_set_reports_c9_07_and_clears_it)
 {
     vf_setup();
-    vf.read = read_complete_armed;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
+    PIRP irp = vf_send_read(read_complete_armed, false);
     CHECK_CONTAINS(vf_text(), "some_cancel");
     EXPECT_REPORT(0xC9, 0x07, NULL, irp);
     CHECK(irp->CancelRoutine == NULL); /* neutralised: a later IoCancelIrp finds nothing */
     CHECK_EQ(IoCancelIrp(irp), FALSE);
     EXPECT_NO_REPORT();
-    vf.read = read_complete_disarmed;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
+    PIRP twin = vf_send_read(read_complete_disarmed, false);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 TEST(switch6_off_the_same_bug_surfaces_as_0x48_at_cancel_time)
 {
     vf_setup();
     irpk_compat_set(IRPK_COMPAT_VERIFY_COMPLETE_WITH_CANCEL_ROUTINE, 0);
-    vf.read = read_complete_armed;
-    PIRP irp = vf_irp(1, true); /* through: the IRP is really completed */
-    vf_send(irp);
+    PIRP irp = vf_send_read(read_complete_armed, true); /* through: the IRP is really completed */
     EXPECT_NO_REPORT();
     CHECK_EQ(IoCancelIrp(irp), FALSE);
     EXPECT_REPORT(0x48, (uintptr_t)irp, "CANCEL_STATE_IN_COMPLETED_IRP", irp);
-    IoFreeIrp(irp);
-    vf_teardown();
+    VF_TEARDOWN(irp);
 }
 
 /* ---- 0xC9/0x0E completion above DISPATCH_LEVEL */
@@ -144,29 +114,10 @@ static NTSTATUS read_complete_at_high(PDEVICE_OBJECT dev, PIRP irp)
     return STATUS_SUCCESS;
 }
 
-static NTSTATUS read_complete_at_dispatch(PDEVICE_OBJECT dev, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(dev);
-    KIRQL old;
-    KeRaiseIrql(DISPATCH_LEVEL, &old);
-    vf_complete(irp, STATUS_SUCCESS);
-    KeLowerIrql(old);
-    return STATUS_SUCCESS;
-}
-
 TEST(completion_above_dispatch_reports_c9_0e)
 {
     vf_setup();
-    vf.read = read_complete_at_high;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    EXPECT_REPORT(0xC9, 0x0E, NULL, irp);
-    vf.read = read_complete_at_dispatch;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
+    EXPECT_BUGGY_AND_TWIN(read_complete_at_high, vf_read_complete_at_dispatch, 0xC9, 0x0E, NULL);
     vf_teardown();
 }
 
@@ -195,16 +146,8 @@ static NTSTATUS read_complete_after_unlock(PDEVICE_OBJECT dev, PIRP irp)
 TEST(completion_holding_a_spin_lock_reports_spinlocksafe)
 {
     vf_setup();
-    vf.read = read_complete_under_lock;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    EXPECT_REPORT(0xC4, IRPK_RULE_SPINLOCK_SAFE, "SpinLockSafe", irp);
-    vf.read = read_complete_after_unlock;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
+    EXPECT_BUGGY_AND_TWIN(read_complete_under_lock, read_complete_after_unlock, 0xC4,
+                          IRPK_RULE_SPINLOCK_SAFE, "SpinLockSafe");
     vf_teardown();
 }
 
@@ -235,13 +178,6 @@ static NTSTATUS upper_waits(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
     return STATUS_MORE_PROCESSING_REQUIRED;
 }
 
-static NTSTATUS lower_completes(PDEVICE_OBJECT dev, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(dev);
-    vf_complete(irp, STATUS_SUCCESS);
-    return STATUS_SUCCESS;
-}
-
 static NTSTATUS upper_forwards_waits_completes(PDEVICE_OBJECT dev, PIRP irp)
 {
     UNREFERENCED_PARAMETER(dev);
@@ -258,35 +194,23 @@ static NTSTATUS upper_forwards_waits_completes(PDEVICE_OBJECT dev, PIRP irp)
 TEST(completing_an_irp_pending_below_reports_c9_209_and_is_refused)
 {
     vf_setup_stack();
-    vf.read = upper_forwards_then_completes;
     vf.lower_read = lower_pends;
-    PIRP irp = vf_irp(2, false);
-    CHECK_EQ(vf_send(irp), STATUS_PENDING);
+    PIRP irp = vf_send_read(upper_forwards_then_completes, false);
+    CHECK_EQ(vf.sent, STATUS_PENDING);
     CHECK_EQ(vf.completions, 0); /* refused */
     EXPECT_REPORT(0xC9, 0x209, NULL, irp);
     vf_complete(vf.held, STATUS_SUCCESS); /* the lower driver finishes it */
     CHECK_EQ(vf.completions, 1);
     EXPECT_NO_REPORT();
-    vf.read = upper_forwards_waits_completes;
-    vf.lower_read = lower_completes;
-    PIRP twin = vf_irp(2, false);
-    CHECK_EQ(vf_send(twin), STATUS_SUCCESS);
+    vf.lower_read = vf_read_complete;
+    PIRP twin = vf_send_read(upper_forwards_waits_completes, false);
+    CHECK_EQ(vf.sent, STATUS_SUCCESS);
     CHECK_EQ(vf.completions, 2);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 /* ---- 0xC9/0x228 completion routine ignoring PendingReturned */
-
-static NTSTATUS lower_pends_and_completes(PDEVICE_OBJECT dev, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(dev);
-    IoMarkIrpPending(irp);
-    vf_complete(irp, STATUS_SUCCESS); /* legal: marked pending, returns STATUS_PENDING */
-    return STATUS_PENDING;
-}
 
 static NTSTATUS routine_ignoring_pending(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
 {
@@ -317,19 +241,16 @@ static NTSTATUS upper_forwards_with_routine(PDEVICE_OBJECT dev, PIRP irp)
 TEST(completion_routine_ignoring_pending_returned_reports_c9_228)
 {
     vf_setup_stack();
-    vf.read = upper_forwards_with_routine;
-    vf.lower_read = lower_pends_and_completes;
+    vf.lower_read = vf_read_pend_complete; /* legal: pends and completes */
     upper_routine = routine_ignoring_pending;
-    PIRP irp = vf_irp(2, false);
-    CHECK_EQ(vf_send(irp), STATUS_PENDING);
+    PIRP irp = vf_send_read(upper_forwards_with_routine, false);
+    CHECK_EQ(vf.sent, STATUS_PENDING);
     CHECK_CONTAINS(vf_text(), "routine_ignoring_pending");
     EXPECT_REPORT(0xC9, 0x228, NULL, irp);
     CHECK(irp->PendingReturned); /* neutralised: marked pending on its behalf */
     upper_routine = routine_propagating_pending;
-    PIRP twin = vf_irp(2, false);
-    CHECK_EQ(vf_send(twin), STATUS_PENDING);
+    PIRP twin = vf_send_read(upper_forwards_with_routine, false);
+    CHECK_EQ(vf.sent, STATUS_PENDING);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }

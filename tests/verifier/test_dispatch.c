@@ -23,19 +23,13 @@ static NTSTATUS read_queue_marked(PDEVICE_OBJECT dev, PIRP irp)
 TEST(pending_without_mark_reports_c9_23d)
 {
     vf_setup();
-    vf.read = read_queue_unmarked;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
+    PIRP irp = vf_send_read(read_queue_unmarked, false);
     EXPECT_REPORT(0xC9, 0x23D, NULL, irp);
     vf_complete(vf.held, STATUS_SUCCESS);
-    vf.read = read_queue_marked;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
+    PIRP twin = vf_send_read(read_queue_marked, false);
     vf_complete(vf.held, STATUS_SUCCESS);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 /* ---- 0xC9/0x23E marked pending, returned something else */
@@ -48,27 +42,10 @@ static NTSTATUS read_mark_complete_return_success(PDEVICE_OBJECT dev, PIRP irp)
     return STATUS_SUCCESS; /* the bug: marked pending must return STATUS_PENDING */
 }
 
-static NTSTATUS read_mark_complete_return_pending(PDEVICE_OBJECT dev, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(dev);
-    IoMarkIrpPending(irp);
-    vf_complete(irp, STATUS_SUCCESS);
-    return STATUS_PENDING;
-}
-
 TEST(marked_pending_but_returned_success_reports_c9_23e)
 {
     vf_setup();
-    vf.read = read_mark_complete_return_success;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    EXPECT_REPORT(0xC9, 0x23E, NULL, irp);
-    vf.read = read_mark_complete_return_pending;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
+    EXPECT_BUGGY_AND_TWIN(read_mark_complete_return_success, vf_read_pend_complete, 0xC9, 0x23E, NULL);
     vf_teardown();
 }
 
@@ -84,16 +61,8 @@ static NTSTATUS read_complete_return_pending(PDEVICE_OBJECT dev, PIRP irp)
 TEST(pending_returned_for_a_completed_irp_reports_pendedcompletedrequest)
 {
     vf_setup();
-    vf.read = read_complete_return_pending;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    EXPECT_REPORT(0xC4, IRPK_RULE_PENDED_COMPLETED_REQUEST, "PendedCompletedRequest", irp);
-    vf.read = vf_read_complete;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
+    EXPECT_BUGGY_AND_TWIN(read_complete_return_pending, vf_read_complete, 0xC4,
+                          IRPK_RULE_PENDED_COMPLETED_REQUEST, "PendedCompletedRequest");
     vf_teardown();
 }
 
@@ -109,19 +78,13 @@ static NTSTATUS read_forget(PDEVICE_OBJECT dev, PIRP irp)
 TEST(returning_without_completing_reports_c9_226)
 {
     vf_setup();
-    vf.read = read_forget;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
+    PIRP irp = vf_send_read(read_forget, false);
     CHECK_CONTAINS(vf_text(), "is lost");
     EXPECT_REPORT(0xC9, 0x226, NULL, irp);
     vf_complete(irp, STATUS_SUCCESS); /* clean up for the test */
-    vf.read = vf_read_complete;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
+    PIRP twin = vf_send_read(vf_read_complete, false);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 /* ---- 0xC9/0x224 returned status ≠ IoStatus.Status */
@@ -136,16 +99,7 @@ static NTSTATUS read_return_other_status(PDEVICE_OBJECT dev, PIRP irp)
 TEST(returned_status_differs_from_completion_status_reports_c9_224)
 {
     vf_setup();
-    vf.read = read_return_other_status;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
-    EXPECT_REPORT(0xC9, 0x224, NULL, irp);
-    vf.read = vf_read_complete;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
-    EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
+    EXPECT_BUGGY_AND_TWIN(read_return_other_status, vf_read_complete, 0xC9, 0x224, NULL);
     vf_teardown();
 }
 
@@ -161,20 +115,17 @@ static NTSTATUS read_mark_after_startpacket(PDEVICE_OBJECT dev, PIRP irp)
 TEST(mark_pending_after_publish_reports_markingqueuedirps_even_without_a_race)
 {
     vf_setup();
-    vf.read = read_mark_after_startpacket; /* StartIo (none set) leaves the IRP current */
-    PIRP irp = vf_irp(1, false);
-    CHECK_EQ(vf_send(irp), STATUS_PENDING);
+    /* StartIo (none set) leaves the IRP current */
+    PIRP irp = vf_send_read(read_mark_after_startpacket, false);
+    CHECK_EQ(vf.sent, STATUS_PENDING);
     EXPECT_REPORT(0xC4, IRPK_RULE_MARKING_QUEUED_IRPS, "MarkingQueuedIrps", irp);
     vf_finish_current();
-    vf.read = vf_read_startpacket;
-    PIRP twin = vf_irp(1, false);
-    CHECK_EQ(vf_send(twin), STATUS_PENDING);
+    PIRP twin = vf_send_read(vf_read_startpacket, false);
+    CHECK_EQ(vf.sent, STATUS_PENDING);
     vf_finish_current();
     EXPECT_NO_REPORT();
     CHECK_EQ(vf.completions, 2);
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 /* ---- 0xC9/0x05 IRQL changed across the dispatch routine */
@@ -188,32 +139,16 @@ static NTSTATUS read_leaves_dispatch(PDEVICE_OBJECT dev, PIRP irp)
     return STATUS_SUCCESS;
 }
 
-static NTSTATUS read_complete_at_dispatch_balanced(PDEVICE_OBJECT dev, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(dev);
-    KIRQL old;
-    KeRaiseIrql(DISPATCH_LEVEL, &old);
-    vf_complete(irp, STATUS_SUCCESS);
-    KeLowerIrql(old);
-    return STATUS_SUCCESS;
-}
-
 TEST(irql_changed_by_dispatch_routine_reports_c9_05_and_restores_it)
 {
     vf_setup();
-    vf.read = read_leaves_dispatch;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
+    PIRP irp = vf_send_read(read_leaves_dispatch, false);
     CHECK_EQ(KeGetCurrentIrql(), PASSIVE_LEVEL); /* neutralised */
     EXPECT_REPORT(0xC9, 0x05, NULL, irp);
     CHECK_EQ(irpk_report_count(), 0);
-    vf.read = read_complete_at_dispatch_balanced;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
+    PIRP twin = vf_send_read(vf_read_complete_at_dispatch, false);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 /* ---- SpinLock (0xC4/0x40009): dispatch routine returns holding a spin lock */
@@ -231,22 +166,16 @@ static NTSTATUS read_keeps_lock(PDEVICE_OBJECT dev, PIRP irp)
 TEST(dispatch_returning_with_a_spin_lock_reports_spinlock_and_releases_it)
 {
     vf_setup();
-    vf.read = read_keeps_lock;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
+    PIRP irp = vf_send_read(read_keeps_lock, false);
     CHECK_EQ(vf.queue_lock, 0);                  /* released for the driver */
     CHECK_EQ(KeGetCurrentIrql(), PASSIVE_LEVEL); /* and the IRQL restored */
     CHECK_CONTAINS(vf_text(), "read_keeps_lock");
     EXPECT_REPORT(0xC4, IRPK_RULE_SPINLOCK, "SpinLock", irp);
     vf_complete(vf.held, STATUS_SUCCESS);
-    vf.read = read_queue_marked;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
+    PIRP twin = vf_send_read(read_queue_marked, false);
     vf_complete(vf.held, STATUS_SUCCESS);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }
 
 /* ---- 0xC9/0x203 IoCallDriver with a cancel routine set */
@@ -286,18 +215,12 @@ static NTSTATUS lower_disarms_and_completes(PDEVICE_OBJECT dev, PIRP irp)
 TEST(iocalldriver_with_cancel_routine_set_reports_c9_203)
 {
     vf_setup_stack();
-    vf.read = upper_forwards_cancelable;
     vf.lower_read = lower_disarms_and_completes;
-    PIRP irp = vf_irp(2, false);
-    vf_send(irp);
+    PIRP irp = vf_send_read(upper_forwards_cancelable, false);
     CHECK_CONTAINS(vf_text(), "upper_cancel");
     EXPECT_REPORT(0xC9, 0x203, NULL, irp);
-    vf.read = upper_forwards_disarmed;
-    PIRP twin = vf_irp(2, false);
-    vf_send(twin);
+    PIRP twin = vf_send_read(upper_forwards_disarmed, false);
     EXPECT_NO_REPORT();
     CHECK_EQ(vf.completions, 2);
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }

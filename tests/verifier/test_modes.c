@@ -25,31 +25,20 @@ TEST(report_mode_is_the_default_and_the_api_switches_modes)
     vf_setup();
     CHECK_EQ(irpk_verifier_set_mode(IRPK_VERIFIER_OFF), IRPK_VERIFIER_REPORT);
     CHECK_EQ(irpk_verifier_get_mode(), IRPK_VERIFIER_OFF);
-    vf.read = read_pending_status;
-    PIRP a = vf_irp(1, false);
-    vf_send(a);
+    PIRP a = vf_send_read(read_pending_status, false);
     EXPECT_NO_REPORT(); /* off: the verifier's own checks are skipped */
-    vf.read = read_complete_twice;
-    PIRP b = vf_irp(1, true);
-    vf_send(b);
+    PIRP b = vf_send_read(read_complete_twice, true);
     EXPECT_REPORT(0x44, (uintptr_t)b, "MULTIPLE_IRP_COMPLETE_REQUESTS", b); /* still reported */
     CHECK_EQ(irpk_verifier_set_mode(IRPK_VERIFIER_REPORT), IRPK_VERIFIER_OFF);
-    vf.read = read_pending_status;
-    PIRP c = vf_irp(1, false);
-    vf_send(c);
+    PIRP c = vf_send_read(read_pending_status, false);
     EXPECT_REPORT(0xC9, 0x06, NULL, c);
-    IoFreeIrp(a);
-    IoFreeIrp(b);
-    IoFreeIrp(c);
-    vf_teardown();
+    VF_TEARDOWN(a, b, c);
 }
 
 TEST(every_report_has_headline_history_device_where_and_cause)
 {
     vf_setup();
-    vf.read = read_complete_twice;
-    PIRP irp = vf_irp(1, true);
-    vf_send(irp);
+    PIRP irp = vf_send_read(read_complete_twice, true);
     const char *t = vf_text();
     char head[64];
     snprintf(head, sizeof head, "BUGCHECK 0x44 MULTIPLE_IRP_COMPLETE_REQUESTS (irp=#%u; ", io_irp_id(irp));
@@ -64,8 +53,7 @@ TEST(every_report_has_headline_history_device_where_and_cause)
     CHECK_CONTAINS(t, ", in dispatch read_complete_twice (IRP#");
     CHECK_CONTAINS(t, "\nCause and fix: ");
     EXPECT_REPORT(0x44, (uintptr_t)irp, "MULTIPLE_IRP_COMPLETE_REQUESTS", irp);
-    IoFreeIrp(irp);
-    vf_teardown();
+    VF_TEARDOWN(irp);
 }
 
 /* A ke report (no IRP argument) raised inside StartIo carries that IRP's history. */
@@ -81,10 +69,8 @@ static VOID startio_bad_raise(PDEVICE_OBJECT dev, PIRP irp)
 TEST(ke_reports_get_the_same_layout_and_the_current_irp)
 {
     vf_setup();
-    vf.read = vf_read_startpacket;
     vf.startio = startio_bad_raise;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
+    PIRP irp = vf_send_read(vf_read_startpacket, false);
     REQUIRE(irpk_report_count() == 1);
     const char *t = vf_text();
     CHECK(!strncmp(t, "BUGCHECK 0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION (0x30, ", 55));
@@ -95,8 +81,7 @@ TEST(ke_reports_get_the_same_layout_and_the_current_irp)
     CHECK_CONTAINS(t, "\nCause and fix: raising with a saved OldIrql");
     CHECK(!strstr(t, "Usual cause"));
     EXPECT_REPORT(0xC4, 0x30, NULL, NULL);
-    IoFreeIrp(irp);
-    vf_teardown();
+    VF_TEARDOWN(irp);
 }
 
 static int hook_calls;
@@ -143,7 +128,5 @@ TEST(read_back_api_hook_and_summary)
     CHECK_CONTAINS(buf, "#1 BUGCHECK 0xC9 DRIVER_VERIFIER_IOMANAGER_VIOLATION (irp=#");
     CHECK_CONTAINS(buf, "#2 BUGCHECK 0x44 MULTIPLE_IRP_COMPLETE_REQUESTS");
     irpk_reports_clear();
-    IoFreeIrp(a);
-    IoFreeIrp(b);
-    vf_teardown();
+    VF_TEARDOWN(a, b);
 }

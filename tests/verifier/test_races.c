@@ -25,6 +25,22 @@ static void canceller(void *arg)
     vf_gate_open(&cancelled);
 }
 
+/* `target` (completion runs through) sent to the StartIo driver with `cancel` armed while the
+ * canceller waits for the window; `hook` (unless NULL) runs at the scheduling points of the send. */
+static void run_startio_race(PDRIVER_CANCEL cancel, PDRIVER_STARTIO startio, plat_point_hook hook)
+{
+    gates_reset();
+    vf.read = vf_read_startpacket;
+    vf.cancel = cancel;
+    vf.startio = startio;
+    target = vf_irp(1, true);
+    plat_thread *t = plat_thread_start(canceller, NULL, "canceller", 0);
+    if (hook) plat_set_point_hook(hook);
+    vf_send(target);
+    if (hook) plat_set_point_hook(NULL);
+    plat_thread_join(t); /* (R5: the cancel comes strictly after the completion) */
+}
+
 /* ---- R1: cancel vs the StartIo window (IoStartPacket dropped the cancel lock, StartIo has
  * not taken it yet). The cancel routine finds the IRP current and completes it; a StartIo
  * that does not re-check `Irp != CurrentIrp || Irp->Cancel` completes it again. */
@@ -72,41 +88,25 @@ static void hold_startio(const char *op, const void *obj)
     vf_gate_wait(&cancelled);
 }
 
-static void run_r1(PDRIVER_STARTIO startio)
-{
-    gates_reset();
-    vf.read = vf_read_startpacket;
-    vf.cancel = r1_cancel;
-    vf.startio = startio;
-    target = vf_irp(1, true);
-    plat_thread *t = plat_thread_start(canceller, NULL, "canceller", 0);
-    plat_set_point_hook(hold_startio);
-    vf_send(target);
-    plat_set_point_hook(NULL);
-    plat_thread_join(t);
-}
-
 TEST(r1_startio_without_recheck_double_completes_0x44)
 {
     vf_setup();
-    run_r1(r1_startio_buggy);
+    run_startio_race(r1_cancel, r1_startio_buggy, hold_startio);
     CHECK_EQ(vf.completions, 1); /* the cancel routine's; StartIo's second one was ignored */
     CHECK_EQ(vf.last_status, STATUS_CANCELLED);
     CHECK_CONTAINS(vf_text(), "cancel routine called");
     EXPECT_REPORT(0x44, (uintptr_t)target, "MULTIPLE_IRP_COMPLETE_REQUESTS", target);
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 TEST(r1_twin_startio_rechecks_under_the_cancel_lock)
 {
     vf_setup();
-    run_r1(r1_startio_correct);
+    run_startio_race(r1_cancel, r1_startio_correct, hold_startio);
     CHECK_EQ(vf.completions, 1);
     CHECK_EQ(vf.last_status, STATUS_CANCELLED);
     EXPECT_NO_REPORT();
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 /* ---- R3: the lost cancel. IoCancelIrp runs before the driver armed its cancel routine (it
@@ -127,23 +127,30 @@ static VOID queue_cancel(PDEVICE_OBJECT dev, PIRP irp)
     vf_complete(irp, STATUS_CANCELLED);
 }
 
-static NTSTATUS r3_read(PDEVICE_OBJECT dev, PIRP irp)
+/* Link the IRP into vf.queue and arm queue_cancel; with `recheck` (the correct pattern) an IRP
+ * cancelled before the routine was armed is taken out again and completed. */
+static void queue_insert(PIRP irp, bool recheck)
 {
-    UNREFERENCED_PARAMETER(dev);
     KIRQL old;
-    IoMarkIrpPending(irp);
-    vf_gate_open(&in_window); /* the window: IoCancelIrp finds no cancel routine */
-    vf_gate_wait(&cancelled);
     KeAcquireSpinLock(&vf.queue_lock, &old);
     InsertTailList(&vf.queue, &irp->Tail.Overlay.ListEntry);
     IoSetCancelRoutine(irp, queue_cancel);
-    if (r3_recheck && irp->Cancel && IoSetCancelRoutine(irp, NULL)) { /* the twin */
+    if (recheck && irp->Cancel && IoSetCancelRoutine(irp, NULL)) {
         RemoveEntryList(&irp->Tail.Overlay.ListEntry);
         KeReleaseSpinLock(&vf.queue_lock, old);
         vf_complete(irp, STATUS_CANCELLED);
-        return STATUS_PENDING;
+        return;
     }
     KeReleaseSpinLock(&vf.queue_lock, old);
+}
+
+static NTSTATUS r3_read(PDEVICE_OBJECT dev, PIRP irp)
+{
+    UNREFERENCED_PARAMETER(dev);
+    IoMarkIrpPending(irp);
+    vf_gate_open(&in_window); /* the window: IoCancelIrp finds no cancel routine */
+    vf_gate_wait(&cancelled);
+    queue_insert(irp, r3_recheck); /* the bug: no re-check; the twin re-checks */
     return STATUS_PENDING;
 }
 
@@ -168,8 +175,7 @@ TEST(r3_arming_without_recheck_loses_the_cancel_c4_135)
     IoSetCancelRoutine(target, NULL); /* clean up as the driver should have */
     RemoveEntryList(&target->Tail.Overlay.ListEntry);
     vf_complete(target, STATUS_CANCELLED);
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 TEST(r3_twin_rechecks_cancel_after_arming)
@@ -180,8 +186,7 @@ TEST(r3_twin_rechecks_cancel_after_arming)
     CHECK_EQ(vf.last_status, STATUS_CANCELLED);
     CHECK_EQ(irpk_verifier_check_quiescence(), 0);
     EXPECT_NO_REPORT();
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 /* ---- R4: a dequeuer ignores the NULL from IoSetCancelRoutine(NULL) while the cancel routine
@@ -190,18 +195,8 @@ TEST(r3_twin_rechecks_cancel_after_arming)
 static NTSTATUS queue_read(PDEVICE_OBJECT dev, PIRP irp)
 {
     UNREFERENCED_PARAMETER(dev);
-    KIRQL old;
     IoMarkIrpPending(irp);
-    KeAcquireSpinLock(&vf.queue_lock, &old);
-    InsertTailList(&vf.queue, &irp->Tail.Overlay.ListEntry);
-    IoSetCancelRoutine(irp, queue_cancel);
-    if (irp->Cancel && IoSetCancelRoutine(irp, NULL)) {
-        RemoveEntryList(&irp->Tail.Overlay.ListEntry);
-        KeReleaseSpinLock(&vf.queue_lock, old);
-        vf_complete(irp, STATUS_CANCELLED);
-        return STATUS_PENDING;
-    }
-    KeReleaseSpinLock(&vf.queue_lock, old);
+    queue_insert(irp, true);
     return STATUS_PENDING;
 }
 
@@ -218,37 +213,32 @@ static void dequeue_and_complete(bool honour_null)
     if (IoSetCancelRoutine(irp, NULL) || !honour_null) vf_complete(irp, STATUS_SUCCESS);
 }
 
+static void run_r4(bool honour_null)
+{
+    gates_reset();
+    target = vf_send_read(queue_read, true);
+    plat_thread *t = plat_thread_start(canceller, NULL, "canceller", 0);
+    dequeue_and_complete(honour_null);
+    plat_thread_join(t);
+}
+
 TEST(r4_dequeuer_ignoring_null_double_completes_0x44)
 {
     vf_setup();
-    gates_reset();
-    vf.read = queue_read;
-    target = vf_irp(1, true);
-    vf_send(target);
-    plat_thread *t = plat_thread_start(canceller, NULL, "canceller", 0);
-    dequeue_and_complete(false);
-    plat_thread_join(t);
+    run_r4(false);
     CHECK_EQ(vf.completions, 1);
     CHECK_EQ(vf.last_status, STATUS_CANCELLED);
     EXPECT_REPORT(0x44, (uintptr_t)target, "MULTIPLE_IRP_COMPLETE_REQUESTS", target);
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 TEST(r4_twin_dequeuer_honours_null)
 {
     vf_setup();
-    gates_reset();
-    vf.read = queue_read;
-    target = vf_irp(1, true);
-    vf_send(target);
-    plat_thread *t = plat_thread_start(canceller, NULL, "canceller", 0);
-    dequeue_and_complete(true);
-    plat_thread_join(t);
+    run_r4(true);
     CHECK_EQ(vf.completions, 1);
     EXPECT_NO_REPORT();
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 /* ---- R5: StartIo completes with the cancel routine still set; a later IoCancelIrp (another
@@ -268,45 +258,30 @@ static VOID r5_startio_correct(PDEVICE_OBJECT dev, PIRP irp)
     vf_gate_open(&in_window);
 }
 
-static void run_r5(PDRIVER_STARTIO startio)
-{
-    gates_reset();
-    vf.read = vf_read_startpacket;
-    vf.cancel = vf_cancel_startio;
-    vf.startio = startio;
-    target = vf_irp(1, true);
-    plat_thread *t = plat_thread_start(canceller, NULL, "canceller", 0);
-    vf_send(target);
-    plat_thread_join(t); /* the cancel comes strictly after the completion */
-}
-
 TEST(r5_complete_with_cancel_routine_set_reports_c9_07_at_completion)
 {
     vf_setup();
-    run_r5(r5_startio_buggy);
+    run_startio_race(vf_cancel_startio, r5_startio_buggy, NULL);
     EXPECT_REPORT(0xC9, 0x07, NULL, target); /* the later IoCancelIrp found nothing to call */
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 TEST(r5_with_switch6_off_reports_0x48_when_the_cancel_comes)
 {
     vf_setup();
     irpk_compat_set(IRPK_COMPAT_VERIFY_COMPLETE_WITH_CANCEL_ROUTINE, 0);
-    run_r5(r5_startio_buggy);
+    run_startio_race(vf_cancel_startio, r5_startio_buggy, NULL);
     EXPECT_REPORT(0x48, (uintptr_t)target, "CANCEL_STATE_IN_COMPLETED_IRP", target);
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 TEST(r5_twin_clears_the_cancel_routine_before_completing)
 {
     vf_setup();
-    run_r5(r5_startio_correct);
+    run_startio_race(vf_cancel_startio, r5_startio_correct, NULL);
     CHECK_EQ(vf.completions, 1);
     EXPECT_NO_REPORT();
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 /* ---- R9: the cancel routine keeps the cancel lock: without the verifier every later cancel
@@ -375,8 +350,7 @@ TEST(r9_cancel_lock_kept_reports_0x11b_then_spinlocksafe_and_the_next_cancel_wor
     CHECK_EQ(irpk_report_code(0), 0x11B); /* the root cause first */
     CHECK_STR(irpk_report_name(1), "SpinLockSafe");
     irpk_reports_clear();
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 TEST(r9_twin_releases_the_cancel_lock)
@@ -384,8 +358,7 @@ TEST(r9_twin_releases_the_cancel_lock)
     vf_setup();
     run_r9(true);
     EXPECT_NO_REPORT();
-    IoFreeIrp(target);
-    vf_teardown();
+    VF_TEARDOWN(target);
 }
 
 /* ---- R11: the error path forgets IoStartNextPacket; two readers' IRPs wait forever. */
@@ -442,9 +415,7 @@ TEST(r11_error_path_without_iostartnextpacket_is_a_queue_stall)
     r11_correct = true; /* unstick: the readers' IRPs run */
     vf_start_next();
     CHECK_EQ(vf.completions, 4);
-    IoFreeIrp(target);
-    for (int i = 0; i < 2; i++) IoFreeIrp(reader_irps[i]);
-    vf_teardown();
+    VF_TEARDOWN(target, reader_irps[0], reader_irps[1]);
 }
 
 TEST(r11_twin_starts_the_next_packet_on_every_path)
@@ -454,7 +425,5 @@ TEST(r11_twin_starts_the_next_packet_on_every_path)
     CHECK_EQ(vf.completions, 4);
     CHECK_EQ(irpk_verifier_check_stalls(), 0);
     EXPECT_NO_REPORT();
-    IoFreeIrp(target);
-    for (int i = 0; i < 2; i++) IoFreeIrp(reader_irps[i]);
-    vf_teardown();
+    VF_TEARDOWN(target, reader_irps[0], reader_irps[1]);
 }

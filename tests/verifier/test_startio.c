@@ -17,17 +17,8 @@ static VOID startio_sync_next(PDEVICE_OBJECT dev, PIRP irp)
 /* The first IRP stays current (StartIo does nothing), QUEUED more wait behind it. */
 static void queue_behind_first(void)
 {
-    vf.read = vf_read_startpacket;
     vf.startio = NULL;
-    for (int i = 0; i <= QUEUED; i++) {
-        irps[i] = vf_irp(1, false);
-        vf_send(irps[i]);
-    }
-}
-
-static void free_irps(void)
-{
-    for (int i = 0; i <= QUEUED; i++) IoFreeIrp(irps[i]);
+    for (int i = 0; i <= QUEUED; i++) irps[i] = vf_send_read(vf_read_startpacket, false);
 }
 
 TEST(startio_recursion_without_deferred_reports_depth_once)
@@ -42,8 +33,7 @@ TEST(startio_recursion_without_deferred_reports_depth_once)
     CHECK_CONTAINS(vf_text(), "startio_sync_next");
     CHECK_EQ(irpk_report_param(0, 2), 8); /* P3: the depth */
     EXPECT_REPORT(0xC4, IRPK_RULE_STARTIO_RECURSION, "StartIoRecursion", irps[8]);
-    free_irps();
-    vf_teardown();
+    vf_teardown_freeing(irps, QUEUED + 1);
 }
 
 TEST(startio_recursion_twin_with_deferred_startio_reports_nothing)
@@ -56,8 +46,7 @@ TEST(startio_recursion_twin_with_deferred_startio_reports_nothing)
     CHECK_EQ(vf.completions, QUEUED + 1);
     CHECK(io_startio_max_depth(vf.dev) <= 2);
     EXPECT_NO_REPORT();
-    free_irps();
-    vf_teardown();
+    vf_teardown_freeing(irps, QUEUED + 1);
 }
 
 TEST(startio_recursion_limit_2_reports_any_reentry_like_sdv)
@@ -71,8 +60,7 @@ TEST(startio_recursion_limit_2_reports_any_reentry_like_sdv)
     CHECK_EQ(irpk_report_param(0, 2), 2); /* P3: the depth */
     EXPECT_REPORT(0xC4, IRPK_RULE_STARTIO_RECURSION, "StartIoRecursion", irps[2]);
     irpk_verifier_set_startio_depth_limit(old);
-    free_irps();
-    vf_teardown();
+    vf_teardown_freeing(irps, QUEUED + 1);
 }
 
 /* ---- QueueStall: the error path forgets IoStartNextPacket (R11) */
@@ -93,11 +81,7 @@ static void send_three(PIRP *three)
 {
     /* The first IRP is handed to StartIo at once (device idle); StartIo completes it; the
      * other two find the device Busy and wait in its queue. */
-    vf.read = vf_read_startpacket;
-    for (int i = 0; i < 3; i++) {
-        three[i] = vf_irp(1, false);
-        vf_send(three[i]);
-    }
+    for (int i = 0; i < 3; i++) three[i] = vf_send_read(vf_read_startpacket, false);
 }
 
 TEST(forgotten_iostartnextpacket_is_a_queue_stall_at_a_checkpoint)
@@ -116,8 +100,7 @@ TEST(forgotten_iostartnextpacket_is_a_queue_stall_at_a_checkpoint)
     vf.startio = startio_error_path_starts_next;
     vf_start_next(); /* unstick: the rest run */
     CHECK_EQ(vf.completions, 3);
-    for (int i = 0; i < 3; i++) IoFreeIrp(three[i]);
-    vf_teardown();
+    vf_teardown_freeing(three, 3);
 }
 
 TEST(queue_stall_twin_starts_the_next_packet_and_reports_nothing)
@@ -129,8 +112,7 @@ TEST(queue_stall_twin_starts_the_next_packet_and_reports_nothing)
     CHECK_EQ(vf.completions, 3);
     CHECK_EQ(irpk_verifier_check_stalls(), 0);
     EXPECT_NO_REPORT();
-    for (int i = 0; i < 3; i++) IoFreeIrp(three[i]);
-    vf_teardown();
+    vf_teardown_freeing(three, 3);
 }
 
 TEST(queue_stall_is_reported_by_the_watchdog)
@@ -146,8 +128,7 @@ TEST(queue_stall_is_reported_by_the_watchdog)
     vf.startio = startio_error_path_starts_next;
     vf_start_next();
     CHECK_EQ(vf.completions, 3);
-    for (int i = 0; i < 3; i++) IoFreeIrp(three[i]);
-    vf_teardown();
+    vf_teardown_freeing(three, 3);
 }
 
 /* ---- SpinLockSafe: IoStartNextPacket while holding a spin lock */
@@ -174,18 +155,13 @@ TEST(iostartnextpacket_holding_a_spin_lock_reports_spinlocksafe)
 {
     vf_setup();
     vf.startio = startio_next_under_lock;
-    vf.read = vf_read_startpacket;
-    PIRP irp = vf_irp(1, false);
-    vf_send(irp);
+    PIRP irp = vf_send_read(vf_read_startpacket, false);
     CHECK_EQ(irpk_report_count(), 2);
     CHECK_EQ(irpk_report_count_name("SpinLockSafe"), 2);
     CHECK_CONTAINS(irpk_report_text(1), "IoStartNextPacket while holding");
     irpk_reports_clear();
     vf.startio = startio_next_after_unlock;
-    PIRP twin = vf_irp(1, false);
-    vf_send(twin);
+    PIRP twin = vf_send_read(vf_read_startpacket, false);
     EXPECT_NO_REPORT();
-    IoFreeIrp(irp);
-    IoFreeIrp(twin);
-    vf_teardown();
+    VF_TEARDOWN(irp, twin);
 }

@@ -69,30 +69,30 @@ static VOID blocker_dpc(PKDPC d, PVOID c, PVOID a1, PVOID a2)
     while (!plat_load32(&release_blocker)) plat_yield();
 }
 
-static PDEVICE_OBJECT extra_device(void)
+/* \\Device\\VfExtra of the test driver, its extension's timer and DPC initialised. */
+static ext *extra_device(PDEVICE_OBJECT *d)
 {
     UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Device\\VfExtra");
-    PDEVICE_OBJECT d = NULL;
-    IoCreateDevice(vf.dev->DriverObject, sizeof(ext), &name, FILE_DEVICE_UNKNOWN, 0, FALSE, &d);
-    ext *e = d->DeviceExtension;
+    *d = NULL;
+    IoCreateDevice(vf.dev->DriverObject, sizeof(ext), &name, FILE_DEVICE_UNKNOWN, 0, FALSE, d);
+    ext *e = (*d)->DeviceExtension;
     KeInitializeTimer(&e->timer);
     KeInitializeDpc(&e->dpc, count_dpc, NULL);
-    return d;
+    return e;
 }
 
 TEST(timer_set_in_a_deleted_device_reports_0xc7_and_is_cancelled)
 {
     vf_setup();
-    PDEVICE_OBJECT d = extra_device();
-    ext *e = d->DeviceExtension;
+    PDEVICE_OBJECT d;
+    ext *e = extra_device(&d);
     LARGE_INTEGER due = {.QuadPart = -10LL * 1000 * 1000 * 10}; /* 10 s */
     KeSetTimer(&e->timer, due, NULL);
     CHECK_EQ(ke_timers_set(), 1);
     IoDeleteDevice(d); /* the bug: the timer still points into the device extension */
     CHECK_EQ(ke_timers_set(), 0);
     EXPECT_REPORT(0xC7, 0, "TIMER_OR_DPC_INVALID", NULL);
-    d = extra_device(); /* twin */
-    e = d->DeviceExtension;
+    e = extra_device(&d); /* twin */
     KeSetTimer(&e->timer, due, NULL);
     KeCancelTimer(&e->timer);
     IoDeleteDevice(d);
@@ -111,14 +111,13 @@ TEST(dpc_queued_in_a_deleted_device_reports_0xc7_and_is_removed)
     KeSetTargetProcessorDpc(&blocker, 0);
     KeInsertQueueDpc(&blocker, NULL, NULL);
     while (!plat_load32(&blocker_running)) plat_yield();
-    PDEVICE_OBJECT d = extra_device();
-    ext *e = d->DeviceExtension;
+    PDEVICE_OBJECT d;
+    ext *e = extra_device(&d);
     KeSetTargetProcessorDpc(&e->dpc, 0); /* queued behind the blocker: cannot run yet */
     KeInsertQueueDpc(&e->dpc, NULL, NULL);
     IoDeleteDevice(d); /* the bug */
     EXPECT_REPORT(0xC7, 2, "TIMER_OR_DPC_INVALID", NULL);
-    d = extra_device(); /* twin: removed before the delete */
-    e = d->DeviceExtension;
+    e = extra_device(&d); /* twin: removed before the delete */
     KeSetTargetProcessorDpc(&e->dpc, 0);
     KeInsertQueueDpc(&e->dpc, NULL, NULL);
     CHECK(KeRemoveQueueDpc(&e->dpc));

@@ -71,6 +71,12 @@ void vf_teardown(void)
     irpk_compat_reset();
 }
 
+void vf_teardown_freeing(PIRP *irps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) IoFreeIrp(irps[i]);
+    vf_teardown();
+}
+
 /* ---- IRPs */
 
 static NTSTATUS top_done(PDEVICE_OBJECT dev, PIRP irp, PVOID through)
@@ -105,6 +111,14 @@ NTSTATUS vf_send(PIRP irp)
     return IoCallDriver(vf.dev, irp);
 }
 
+PIRP vf_send_read(PDRIVER_DISPATCH read, bool through)
+{
+    vf.read = read;
+    PIRP irp = vf_irp(vf.lower ? 2 : 1, through);
+    vf.sent = vf_send(irp);
+    return irp;
+}
+
 void vf_complete(PIRP irp, NTSTATUS status)
 {
     irp->IoStatus.Status = status;
@@ -126,6 +140,24 @@ NTSTATUS vf_read_complete(PDEVICE_OBJECT dev, PIRP irp)
     UNREFERENCED_PARAMETER(dev);
     vf_complete(irp, STATUS_SUCCESS);
     return STATUS_SUCCESS;
+}
+
+NTSTATUS vf_read_complete_at_dispatch(PDEVICE_OBJECT dev, PIRP irp)
+{
+    UNREFERENCED_PARAMETER(dev);
+    KIRQL old;
+    KeRaiseIrql(DISPATCH_LEVEL, &old);
+    vf_complete(irp, STATUS_SUCCESS);
+    KeLowerIrql(old);
+    return STATUS_SUCCESS;
+}
+
+NTSTATUS vf_read_pend_complete(PDEVICE_OBJECT dev, PIRP irp)
+{
+    UNREFERENCED_PARAMETER(dev);
+    IoMarkIrpPending(irp);
+    vf_complete(irp, STATUS_SUCCESS); /* legal: marked pending, returns STATUS_PENDING */
+    return STATUS_PENDING;
 }
 
 VOID vf_cancel_startio(PDEVICE_OBJECT dev, PIRP irp)
@@ -196,6 +228,25 @@ void vf_expect(const char *file, int line, uint32_t code, uintptr_t p1, const ch
         }
     }
     irpk_reports_clear();
+}
+
+void vf_expect_none(const char *file, int line)
+{
+    size_t n = irpk_report_count();
+    if (n == 0) return;
+    irpk_test_fail(file, line, "expected no report, got %zu", n);
+    for (size_t i = 0; i < n; i++) fprintf(stderr, "--- report %zu:\n%s\n", i, irpk_report_text(i));
+}
+
+void vf_expect_pair(const char *file, int line, PDRIVER_DISPATCH buggy, PDRIVER_DISPATCH twin,
+                    uint32_t code, uintptr_t p1, const char *name)
+{
+    PIRP irp = vf_send_read(buggy, false);
+    vf_expect(file, line, code, p1, name, irp);
+    PIRP good = vf_send_read(twin, false);
+    vf_expect_none(file, line);
+    IoFreeIrp(irp);
+    IoFreeIrp(good);
 }
 
 /* ---- gates */
