@@ -175,6 +175,7 @@ void cfx_setup(bool use_ex)
     cfx.use_ex = use_ex;
     cfx.main_thread = plat_self();
     cfx.complete_from_callback = true;
+    cfx.hook_cancel_result = TRUE;
     KeInitializeSpinLock(&cfx.lock);
     InitializeListHead(&cfx.list);
     if (use_ex)
@@ -202,6 +203,12 @@ void cfx_teardown(void)
     CHECK_EQ(cfx.cancel_lock_in_callback, 0);
 }
 
+void cfx_teardown_freeing(cfx_irp **rs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) cfx_free(rs[i]);
+    cfx_teardown();
+}
+
 static NTSTATUS cfx_done(PDEVICE_OBJECT dev, PIRP irp, PVOID context)
 {
     UNREFERENCED_PARAMETER(dev);
@@ -226,6 +233,13 @@ void cfx_new(cfx_irp *r, char label, PVOID key)
 
 NTSTATUS cfx_send(cfx_irp *r) { return IoCallDriver(cfx.dev, r->irp); }
 
+NTSTATUS cfx_send_new(cfx_irp *r, char label, PVOID key, bool use_ctx)
+{
+    cfx_new(r, label, key);
+    r->use_ctx = use_ctx;
+    return cfx_send(r);
+}
+
 void cfx_free(cfx_irp *r)
 {
     if (r->irp) IoFreeIrp(r->irp);
@@ -237,6 +251,12 @@ void cfx_complete(PIRP irp, NTSTATUS status)
     irp->IoStatus.Status = status;
     irp->IoStatus.Information = 0;
     IoCompleteRequest(irp, IO_NO_INCREMENT);
+}
+
+void cfx_drain(void)
+{
+    PIRP irp;
+    while ((irp = IoCsqRemoveNextIrp(&cfx.csq, NULL))) cfx_complete(irp, STATUS_SUCCESS);
 }
 
 const char *cfx_log(void) { return cfx.log; }
@@ -289,4 +309,17 @@ void cfx_cancel_join(cfx_canceller *c)
 {
     plat_thread_join(c->thread);
     c->thread = NULL;
+}
+
+void cfx_cancel_gated(cfx_canceller *c, PIRP irp)
+{
+    cfx_cancel_async(c, irp, true);
+    cfx_wait_word(&cfx.arrived);
+}
+
+void cfx_cancel_from_hook(PIRP irp)
+{
+    if (cfx.insert_hook == cfx_cancel_from_hook) cfx.insert_hook = NULL;
+    if (cfx.remove_hook == cfx_cancel_from_hook) cfx.remove_hook = NULL;
+    cfx.hook_cancel_result = IoCancelIrp(irp);
 }

@@ -65,6 +65,7 @@ typedef struct cfx_state {
     void (*insert_hook)(PIRP irp);
     /* Called from Remove (lock held) after the IRP was unlinked. */
     void (*remove_hook)(PIRP irp);
+    BOOLEAN hook_cancel_result;  /* cfx_cancel_from_hook's IoCancelIrp (TRUE until it ran) */
 } cfx_state;
 
 extern cfx_state cfx;
@@ -73,14 +74,22 @@ extern cfx_state cfx;
 void cfx_setup(bool use_ex);
 /* Unload; checks no report, no IRP left in flight or allocated. */
 void cfx_teardown(void);
+/* cfx_free each of the test's IRPs, then cfx_teardown: CFX_TEARDOWN(&a, &b). */
+void cfx_teardown_freeing(cfx_irp **rs, size_t n);
+#define CFX_TEARDOWN(...) \
+    cfx_teardown_freeing((cfx_irp *[]){__VA_ARGS__}, sizeof((cfx_irp *[]){__VA_ARGS__}) / sizeof(cfx_irp *))
 /* A READ IRP for the fixture driver with the counting completion routine. */
 void cfx_new(cfx_irp *r, char label, PVOID key);
 /* Send through IoCallDriver (the dispatch routine inserts into the queue). */
 NTSTATUS cfx_send(cfx_irp *r);
+/* cfx_new, use_ctx, cfx_send: returns what IoCallDriver returned. */
+NTSTATUS cfx_send_new(cfx_irp *r, char label, PVOID key, bool use_ctx);
 /* Free the IRP (after its completion). */
 void cfx_free(cfx_irp *r);
 /* Complete an IRP the test removed (success). */
 void cfx_complete(PIRP irp, NTSTATUS status);
+/* Remove whatever is still queued (IoCsqRemoveNextIrp) and complete it with success. */
+void cfx_drain(void);
 /* The log so far / clear it. */
 const char *cfx_log(void);
 void cfx_log_clear(void);
@@ -96,6 +105,13 @@ typedef struct cfx_canceller {
 } cfx_canceller;
 void cfx_cancel_async(cfx_canceller *c, PIRP irp, bool gated);
 void cfx_cancel_join(cfx_canceller *c);
+/* cfx_cancel_async gated, then wait until the canceller arrived at the gate: IoCancelIrp has
+ * claimed the IRP (exchanged its routine) and the library's cancel routine waits for the lock
+ * until cfx_post_word(&cfx.open). */
+void cfx_cancel_gated(cfx_canceller *c, PIRP irp);
+/* A hook (insert_hook, remove_hook) that calls IoCancelIrp on its IRP from inside the callback,
+ * once: it unhooks itself; the result is in cfx.hook_cancel_result. */
+void cfx_cancel_from_hook(PIRP irp);
 /* Gate helpers (see cfx_state). */
 void cfx_wait_word(volatile uint32_t *w);
 void cfx_post_word(volatile uint32_t *w);

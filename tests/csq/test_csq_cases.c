@@ -10,20 +10,12 @@ static PDRIVER_CANCEL routine_of(PIRP irp)
     return (PDRIVER_CANCEL)plat_load_ptr((void *const volatile *)&irp->CancelRoutine);
 }
 
-/* Remove whatever is still queued and complete it (end of a case). */
-static void drain(void)
-{
-    PIRP irp;
-    while ((irp = IoCsqRemoveNextIrp(&cfx.csq, NULL))) cfx_complete(irp, STATUS_SUCCESS);
-}
-
 /* T71 */
 TEST(t71_insert_logs_acquire_insert_release_and_arms_the_library_routine)
 {
     cfx_setup(false);
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    CHECK_EQ(cfx_send(&a), STATUS_PENDING);
+    CHECK_EQ(cfx_send_new(&a, 'A', NULL, false), STATUS_PENDING);
     CHECK_STR(cfx_log(), "Acquire Insert Release");
     CHECK(cfx_pending(a.irp));
     CHECK(routine_of(a.irp) != NULL);
@@ -31,10 +23,9 @@ TEST(t71_insert_logs_acquire_insert_release_and_arms_the_library_routine)
     CHECK_EQ(a.completions, 0);
     char l[8];
     CHECK_STR(cfx_list(l, sizeof l), "A");
-    drain();
+    cfx_drain();
     CHECK_EQ(a.completions, 1);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* T72 */
@@ -50,10 +41,9 @@ TEST(t72_insert_with_context_fills_it)
     CHECK_PTR(a.ctx.Irp, a.irp);
     CHECK_PTR(a.ctx.Csq, &cfx.csq);
     CHECK_PTR(a.irp->Tail.Overlay.DriverContext[3], &a.ctx);
-    drain();
+    cfx_drain();
     CHECK_PTR(a.ctx.Irp, NULL);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* T73, for both initialisations, with and without a context. */
@@ -79,8 +69,7 @@ static void insert_cancelled(bool ex, bool ctx)
     CHECK_PTR(a.irp->Tail.Overlay.DriverContext[3], NULL);
     if (ctx) CHECK_PTR(a.ctx.Irp, NULL);
     CHECK_EQ(io_cancel_lock_acquisitions() - locks, 0); /* the CSQ never takes it */
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 TEST(t73_insert_of_a_cancelled_irp_removes_and_completes_it_outside_the_lock)
@@ -107,8 +96,7 @@ TEST(t73_switch4_off_completes_under_the_csq_lock)
     CHECK_EQ(a.completions, 1);
     CHECK(irpk_report_count_name("SpinLockSafe") >= 1);
     irpk_reports_clear();
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* T74 */
@@ -117,9 +105,7 @@ TEST(t74_insert_ex_refusal_returns_its_status_and_leaves_the_irp_alone)
     cfx_setup(true);
     cfx.insert_ex_status = STATUS_INSUFFICIENT_RESOURCES;
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    a.use_ctx = true;
-    CHECK_EQ(cfx_send(&a), STATUS_INSUFFICIENT_RESOURCES);
+    CHECK_EQ(cfx_send_new(&a, 'A', NULL, true), STATUS_INSUFFICIENT_RESOURCES);
     CHECK_EQ(a.insert_status, STATUS_INSUFFICIENT_RESOURCES);
     CHECK_STR(cfx_log(), "Acquire InsertEx Release");
     CHECK(!a.refused_pending);
@@ -128,8 +114,7 @@ TEST(t74_insert_ex_refusal_returns_its_status_and_leaves_the_irp_alone)
     CHECK_EQ(a.completions, 1);
     CHECK_EQ(a.status, STATUS_INSUFFICIENT_RESOURCES);
     CHECK_EQ(cfx.listed, 0);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* T75 and §10 switch 5 */
@@ -139,17 +124,15 @@ TEST(t75_insert_ex_returning_pending_counts_as_success)
     cfx.insert_ex_status = STATUS_PENDING;
     cfx.insert_context = (PVOID)0x1234;
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    CHECK_EQ(cfx_send(&a), STATUS_PENDING);
+    CHECK_EQ(cfx_send_new(&a, 'A', NULL, false), STATUS_PENDING);
     CHECK_EQ(a.insert_status, STATUS_PENDING); /* 0x103 returned as the Ex status */
     CHECK_PTR(cfx.seen_insert_context, (PVOID)0x1234);
     CHECK(cfx_pending(a.irp));
     CHECK(routine_of(a.irp) != NULL);
     CHECK_EQ(cfx.listed, 1);
-    drain();
+    cfx_drain();
     CHECK_EQ(a.completions, 1);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 TEST(t75_switch5_off_only_status_success_queues)
@@ -158,8 +141,7 @@ TEST(t75_switch5_off_only_status_success_queues)
     CHECK_EQ(irpk_compat_set(IRPK_COMPAT_CSQ_EX_NT_SUCCESS, 0), 1);
     cfx.insert_ex_status = STATUS_PENDING;
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    cfx_send(&a);
+    cfx_send_new(&a, 'A', NULL, false);
     CHECK_EQ(a.insert_status, STATUS_PENDING);
     CHECK_STR(cfx_log(), "Acquire InsertEx Release");
     CHECK(!a.refused_pending);
@@ -168,15 +150,12 @@ TEST(t75_switch5_off_only_status_success_queues)
     CHECK_EQ(a.completions, 1); /* the dispatch routine completed the refused IRP */
     /* and STATUS_SUCCESS still queues */
     cfx_irp b;
-    cfx_new(&b, 'B', NULL);
     cfx.insert_ex_status = STATUS_SUCCESS;
-    cfx_send(&b);
+    cfx_send_new(&b, 'B', NULL, false);
     CHECK_EQ(cfx.listed, 1);
-    drain();
+    cfx_drain();
     CHECK_EQ(b.completions, 1);
-    cfx_free(&a);
-    cfx_free(&b);
-    cfx_teardown();
+    CFX_TEARDOWN(&a, &b);
 }
 
 /* T76 */
@@ -201,14 +180,11 @@ TEST(t77_remove_next_skips_an_irp_whose_cancel_routine_waits_for_the_lock)
 {
     cfx_setup(false);
     cfx_irp a, b;
-    cfx_new(&a, 'A', NULL);
-    cfx_new(&b, 'B', NULL);
-    cfx_send(&a);
-    cfx_send(&b);
+    cfx_send_new(&a, 'A', NULL, false);
+    cfx_send_new(&b, 'B', NULL, false);
     cfx_log_clear();
     cfx_canceller c;
-    cfx_cancel_async(&c, a.irp, true);
-    cfx_wait_word(&cfx.arrived); /* IoCancelIrp exchanged A's routine and entered it */
+    cfx_cancel_gated(&c, a.irp); /* IoCancelIrp exchanged A's routine and entered it */
     CHECK_PTR(routine_of(a.irp), NULL);
     cfx.peek_hook = open_gate_and_wait_for_canceller;
     PIRP got = IoCsqRemoveNextIrp(&cfx.csq, NULL);
@@ -224,9 +200,7 @@ TEST(t77_remove_next_skips_an_irp_whose_cancel_routine_waits_for_the_lock)
     CHECK_EQ(b.completions, 0);
     cfx_complete(got, STATUS_SUCCESS);
     CHECK_EQ(b.completions, 1);
-    cfx_free(&a);
-    cfx_free(&b);
-    cfx_teardown();
+    CFX_TEARDOWN(&a, &b);
 }
 
 /* T78 */
@@ -234,16 +208,12 @@ TEST(t78_remove_next_peeks_with_its_context_past_skipped_candidates)
 {
     cfx_setup(false);
     cfx_irp x, a, b;
-    cfx_new(&x, 'X', KEY_Q);
-    cfx_new(&a, 'A', KEY_P);
-    cfx_new(&b, 'B', KEY_P);
-    cfx_send(&x);
-    cfx_send(&a);
-    cfx_send(&b);
+    cfx_send_new(&x, 'X', KEY_Q, false);
+    cfx_send_new(&a, 'A', KEY_P, false);
+    cfx_send_new(&b, 'B', KEY_P, false);
     cfx_log_clear();
     cfx_canceller c;
-    cfx_cancel_async(&c, a.irp, true);
-    cfx_wait_word(&cfx.arrived); /* A claimed by the cancel, not yet removed */
+    cfx_cancel_gated(&c, a.irp); /* A claimed by the cancel, not yet removed */
     PIRP got = IoCsqRemoveNextIrp(&cfx.csq, KEY_P);
     CHECK_PTR(got, b.irp);
     CHECK_STR(cfx_log(), "Acquire Peek(-,P) Peek(A,P) Remove(B) Release");
@@ -251,13 +221,10 @@ TEST(t78_remove_next_peeks_with_its_context_past_skipped_candidates)
     cfx_cancel_join(&c);
     CHECK_EQ(a.completions, 1);
     cfx_complete(got, STATUS_SUCCESS);
-    drain();
+    cfx_drain();
     CHECK_EQ(x.completions, 1);
     CHECK_EQ(b.completions, 1);
-    cfx_free(&x);
-    cfx_free(&a);
-    cfx_free(&b);
-    cfx_teardown();
+    CFX_TEARDOWN(&x, &a, &b);
 }
 
 /* T79 */
@@ -265,9 +232,7 @@ TEST(t79_remove_irp_by_context)
 {
     cfx_setup(false);
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    a.use_ctx = true;
-    cfx_send(&a);
+    cfx_send_new(&a, 'A', NULL, true);
     cfx_log_clear();
     PIRP got = IoCsqRemoveIrp(&cfx.csq, &a.ctx);
     CHECK_PTR(got, a.irp);
@@ -279,8 +244,7 @@ TEST(t79_remove_irp_by_context)
     CHECK(!IoCancelIrp(a.irp)); /* non-cancelable now */
     cfx_complete(got, STATUS_SUCCESS);
     CHECK_EQ(a.completions, 1);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* T80 */
@@ -288,16 +252,13 @@ TEST(t80_remove_irp_after_remove_next_took_it)
 {
     cfx_setup(false);
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    a.use_ctx = true;
-    cfx_send(&a);
+    cfx_send_new(&a, 'A', NULL, true);
     PIRP got = IoCsqRemoveNextIrp(&cfx.csq, NULL);
     CHECK_PTR(got, a.irp);
     CHECK_PTR(a.ctx.Irp, NULL);
     CHECK_PTR(IoCsqRemoveIrp(&cfx.csq, &a.ctx), NULL);
     cfx_complete(got, STATUS_SUCCESS);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* T81 */
@@ -305,13 +266,10 @@ TEST(t81_remove_irp_while_its_cancel_is_in_progress)
 {
     cfx_setup(false);
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    a.use_ctx = true;
-    cfx_send(&a);
+    cfx_send_new(&a, 'A', NULL, true);
     cfx_log_clear();
     cfx_canceller c;
-    cfx_cancel_async(&c, a.irp, true);
-    cfx_wait_word(&cfx.arrived);
+    cfx_cancel_gated(&c, a.irp);
     CHECK_PTR(IoCsqRemoveIrp(&cfx.csq, &a.ctx), NULL);
     CHECK_STR(cfx_log(), "Acquire Release");
     CHECK_EQ(a.completions, 0);
@@ -322,8 +280,7 @@ TEST(t81_remove_irp_while_its_cancel_is_in_progress)
     CHECK_EQ(a.completions, 1);
     CHECK_EQ(a.status, STATUS_CANCELLED);
     CHECK_PTR(a.ctx.Irp, NULL);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* T82 */
@@ -331,10 +288,8 @@ TEST(t82_cancel_of_a_queued_irp)
 {
     cfx_setup(false);
     cfx_irp a, b;
-    cfx_new(&a, 'A', NULL);
-    cfx_new(&b, 'B', NULL);
-    cfx_send(&a);
-    cfx_send(&b);
+    cfx_send_new(&a, 'A', NULL, false);
+    cfx_send_new(&b, 'B', NULL, false);
     cfx_log_clear();
     uint64_t locks = io_cancel_lock_acquisitions();
     CHECK(IoCancelIrp(b.irp));
@@ -347,10 +302,8 @@ TEST(t82_cancel_of_a_queued_irp)
     CHECK(b.irp->Cancel);
     char l[8];
     CHECK_STR(cfx_list(l, sizeof l), "A");
-    drain();
-    cfx_free(&a);
-    cfx_free(&b);
-    cfx_teardown();
+    cfx_drain();
+    CFX_TEARDOWN(&a, &b);
 }
 
 /* T83 */
@@ -378,9 +331,7 @@ TEST(t83_every_csq_routine_clears_reserve_pointer)
     CHECK_PTR(cfx.csq.ReservePointer, NULL);
     CHECK_PTR(got, b.irp);
     cfx_complete(got, STATUS_SUCCESS);
-    cfx_free(&a);
-    cfx_free(&b);
-    cfx_teardown();
+    CFX_TEARDOWN(&a, &b);
 
     cfx_setup(true);
     cfx.insert_ex_status = STATUS_SUCCESS;
@@ -395,10 +346,8 @@ TEST(t83_every_csq_routine_clears_reserve_pointer)
     cfx_new(&d, 'D', NULL);
     cfx_send(&d);
     CHECK_PTR(cfx.csq.ReservePointer, NULL);
-    drain();
-    cfx_free(&c);
-    cfx_free(&d);
-    cfx_teardown();
+    cfx_drain();
+    CFX_TEARDOWN(&c, &d);
 }
 
 /* T84 */
@@ -419,30 +368,21 @@ TEST(t84_initialize_sets_the_type)
 }
 
 /* T85: IoCancelIrp runs after RemoveNext's exchange (from the Remove callback, lock held). */
-static BOOLEAN t85_cancel_result = TRUE;
-static void cancel_from_remove(PIRP irp)
-{
-    cfx.remove_hook = NULL;
-    t85_cancel_result = IoCancelIrp(irp);
-}
-
 TEST(t85_remove_next_wins_the_exchange_against_a_late_cancel)
 {
     cfx_setup(false);
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    cfx_send(&a);
-    cfx.remove_hook = cancel_from_remove;
+    cfx_send_new(&a, 'A', NULL, false);
+    cfx.remove_hook = cfx_cancel_from_hook;
     PIRP got = IoCsqRemoveNextIrp(&cfx.csq, NULL);
     CHECK_PTR(got, a.irp);
-    CHECK(!t85_cancel_result);
+    CHECK(!cfx.hook_cancel_result);
     CHECK(got->Cancel);
     CHECK_PTR(routine_of(got), NULL);
     CHECK_EQ(a.completions, 0);
     cfx_complete(got, STATUS_CANCELLED);
     CHECK_EQ(a.completions, 1);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* T86 */
@@ -450,8 +390,7 @@ TEST(t86_unknown_owner_type_leaves_the_irp_alone)
 {
     cfx_setup(false);
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    cfx_send(&a);
+    cfx_send_new(&a, 'A', NULL, false);
     struct {
         ULONG Type;
         PVOID pad[2];
@@ -474,8 +413,7 @@ TEST(t86_unknown_owner_type_leaves_the_irp_alone)
     KeReleaseSpinLock(&cfx.lock, irql);
     cfx_complete(a.irp, STATUS_CANCELLED);
     CHECK_EQ(a.completions, 1);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* ---- the hot path never takes the global cancel lock */
@@ -485,11 +423,7 @@ TEST(insert_remove_next_and_complete_take_no_cancel_lock)
     cfx_setup(true);
     cfx_irp r[16];
     uint64_t locks = io_cancel_lock_acquisitions();
-    for (int i = 0; i < 16; i++) {
-        cfx_new(&r[i], (char)('a' + i), NULL);
-        r[i].use_ctx = i & 1;
-        cfx_send(&r[i]);
-    }
+    for (int i = 0; i < 16; i++) cfx_send_new(&r[i], (char)('a' + i), NULL, i & 1);
     for (int i = 0; i < 16; i += 2) {
         PIRP got = IoCsqRemoveNextIrp(&cfx.csq, NULL);
         CHECK_PTR(got, r[i].irp);
@@ -513,25 +447,21 @@ TEST(verifier_reports_complete_canceled_that_does_not_complete)
     cfx_setup(false);
     cfx.complete_from_callback = false;
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    cfx_send(&a);
+    cfx_send_new(&a, 'A', NULL, false);
     CHECK(IoCancelIrp(a.irp));
     CHECK_EQ(cfx.canceled_calls, 1);
     CHECK_EQ(a.completions, 0);
     CHECK_EQ(irpk_report_count_name("CsqCanceledIrpNotCompleted"), 1);
     irpk_reports_clear();
     cfx_complete(a.irp, STATUS_CANCELLED);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 TEST(verifier_reports_driver_context_3_overwritten_while_queued)
 {
     cfx_setup(false);
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    a.use_ctx = true;
-    cfx_send(&a);
+    cfx_send_new(&a, 'A', NULL, true);
     a.irp->Tail.Overlay.DriverContext[3] = (PVOID)&cfx.csq; /* not its context */
     PIRP got = IoCsqRemoveNextIrp(&cfx.csq, NULL);
     CHECK_PTR(got, a.irp); /* still removed */
@@ -539,18 +469,14 @@ TEST(verifier_reports_driver_context_3_overwritten_while_queued)
     a.irp->Tail.Overlay.DriverContext[3] = NULL;
     cfx_complete(got, STATUS_SUCCESS);
     cfx_irp b;
-    cfx_new(&b, 'B', NULL);
-    b.use_ctx = true;
-    cfx_send(&b);
+    cfx_send_new(&b, 'B', NULL, true);
     b.irp->Tail.Overlay.DriverContext[3] = &a.ctx; /* another IRP's context */
     got = IoCsqRemoveIrp(&cfx.csq, &b.ctx);
     CHECK_PTR(got, b.irp);
     CHECK_EQ(irpk_report_count_name("CsqContextOverwritten"), 1);
     irpk_reports_clear();
     cfx_complete(got, STATUS_SUCCESS);
-    cfx_free(&a);
-    cfx_free(&b);
-    cfx_teardown();
+    CFX_TEARDOWN(&a, &b);
 }
 
 TEST(verifier_reports_insert_with_a_spin_lock_held)
@@ -566,8 +492,7 @@ TEST(verifier_reports_insert_with_a_spin_lock_held)
     KeReleaseSpinLock(&mine, irql);
     CHECK_EQ(irpk_report_count_name("CsqInsertWithLockHeld"), 1);
     irpk_reports_clear();
-    drain();
+    cfx_drain();
     CHECK_EQ(a.completions, 1);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }

@@ -127,26 +127,6 @@ static void complete(PIRP irp, NTSTATUS status)
     IoCompleteRequest(irp, IO_NO_INCREMENT);
 }
 
-typedef struct canceller {
-    plat_thread *thread;
-    PIRP irp;
-    BOOLEAN result;
-} canceller;
-
-static void canceller_main(void *arg)
-{
-    canceller *c = arg;
-    c->result = IoCancelIrp(c->irp);
-    io_irp_unref(c->irp);
-}
-
-static void cancel_async(canceller *c, PIRP irp)
-{
-    c->irp = irp;
-    io_irp_ref(irp);
-    c->thread = plat_thread_start(canceller_main, c, "canceller", 0);
-}
-
 /* ---- R3: IoCancelIrp runs before the cancel routine is armed */
 
 TEST(r3_handrolled_queue_loses_a_cancel_that_came_before_arming)
@@ -182,33 +162,23 @@ TEST(r3_csq_completes_an_irp_cancelled_before_insert)
     CHECK_EQ(a.status, STATUS_CANCELLED);
     CHECK_EQ(cfx.listed, 0);
     CHECK_EQ(irpk_verifier_check_quiescence(), 0);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* The other half of the R3 window: the cancel lands after the IRP is linked but before the
  * library arms its routine (IoCancelIrp called from inside the Insert callback). */
-static BOOLEAN r3_cancel_result = TRUE;
-static void cancel_from_insert(PIRP irp)
-{
-    cfx.insert_hook = NULL;
-    r3_cancel_result = IoCancelIrp(irp);
-}
-
 TEST(r3_csq_completes_an_irp_cancelled_between_link_and_arm)
 {
     cfx_setup(false);
     cfx_irp a;
-    cfx_new(&a, 'A', NULL);
-    cfx.insert_hook = cancel_from_insert;
-    CHECK_EQ(cfx_send(&a), STATUS_PENDING);
-    CHECK(!r3_cancel_result); /* no routine yet */
+    cfx.insert_hook = cfx_cancel_from_hook;
+    CHECK_EQ(cfx_send_new(&a, 'A', NULL, false), STATUS_PENDING);
+    CHECK(!cfx.hook_cancel_result); /* no routine yet */
     CHECK_STR(cfx_log(), "Acquire Insert Remove(A) Release CompleteCanceled(A)");
     CHECK_EQ(a.completions, 1);
     CHECK_EQ(a.status, STATUS_CANCELLED);
     CHECK_EQ(irpk_verifier_check_quiescence(), 0);
-    cfx_free(&a);
-    cfx_teardown();
+    CFX_TEARDOWN(&a);
 }
 
 /* ---- R4: a dequeuer meets an IRP whose cancel routine is already running */
@@ -222,14 +192,14 @@ TEST(r4_handrolled_dequeue_completes_an_irp_its_cancel_routine_owns)
     IoCallDriver(hr.dev, a.irp);
     IoCallDriver(hr.dev, b.irp);
     plat_store32(&hr.gate_armed, 1);
-    canceller c;
-    cancel_async(&c, a.irp);
+    cfx_canceller c; /* (not gated: the gate is the hand-rolled cancel routine's) */
+    cfx_cancel_async(&c, a.irp, false);
     cfx_wait_word(&hr.arrived); /* the cancel routine owns A and waits for the queue lock */
     PIRP got = hr_dequeue();    /* the bug: takes A anyway */
     CHECK_PTR(got, a.irp);
     complete(got, STATUS_SUCCESS);
     cfx_post_word(&hr.open); /* the cancel routine unlinks and completes A again */
-    plat_thread_join(c.thread);
+    cfx_cancel_join(&c);
     CHECK(c.result);
     CHECK_EQ(a.completions, 1); /* the second completion was refused … */
     CHECK_EQ(irpk_report_count_code(IRPK_BUGCHECK_MULTIPLE_IRP_COMPLETE_REQUESTS), 1); /* … as 0x44 */
@@ -245,14 +215,10 @@ TEST(r4_csq_dequeue_skips_an_irp_whose_cancel_routine_is_running)
 {
     cfx_setup(false);
     cfx_irp a, b;
-    cfx_new(&a, 'A', NULL);
-    cfx_new(&b, 'B', NULL);
-    a.use_ctx = true;
-    cfx_send(&a);
-    cfx_send(&b);
+    cfx_send_new(&a, 'A', NULL, true);
+    cfx_send_new(&b, 'B', NULL, false);
     cfx_canceller c;
-    cfx_cancel_async(&c, a.irp, true);
-    cfx_wait_word(&cfx.arrived); /* the library's cancel routine owns A, waits for the lock */
+    cfx_cancel_gated(&c, a.irp); /* the library's cancel routine owns A, waits for the lock */
     CHECK_PTR(IoCsqRemoveIrp(&cfx.csq, &a.ctx), NULL);
     PIRP got = IoCsqRemoveNextIrp(&cfx.csq, NULL);
     CHECK_PTR(got, b.irp); /* A is skipped, not taken */
@@ -265,7 +231,5 @@ TEST(r4_csq_dequeue_skips_an_irp_whose_cancel_routine_is_running)
     CHECK_EQ(b.completions, 1);
     CHECK_EQ(irpk_report_count(), 0);
     CHECK_EQ(irpk_verifier_check_quiescence(), 0);
-    cfx_free(&a);
-    cfx_free(&b);
-    cfx_teardown();
+    CFX_TEARDOWN(&a, &b);
 }
