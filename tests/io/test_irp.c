@@ -79,29 +79,35 @@ TEST(t47_cancel_routine_left_on_completed_irp_is_bugcheck_0x48)
     fx_teardown();
 }
 
-static int upper_calls;
-static NTSTATUS upper_routine(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
+/* Completion routines that count their calls in *(int *)ctx; the first lets completion continue
+ * upward, the second stops it there. */
+static NTSTATUS count_and_continue(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
 {
     UNREFERENCED_PARAMETER(dev);
     UNREFERENCED_PARAMETER(irp);
-    UNREFERENCED_PARAMETER(ctx);
-    upper_calls++;
+    ++*(int *)ctx;
     return STATUS_SUCCESS;
+}
+
+static NTSTATUS count_and_stop(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
+{
+    count_and_continue(dev, irp, ctx);
+    return STATUS_MORE_PROCESSING_REQUIRED;
 }
 
 TEST(t49_invoke_on_cancel_and_status_selection)
 {
     fx_setup();
-    upper_calls = 0;
+    int upper_calls = 0;
     PIRP i = IoAllocateIrp(1, FALSE);
-    IoSetCompletionRoutine(i, upper_routine, NULL, FALSE, FALSE, TRUE);
+    IoSetCompletionRoutine(i, count_and_continue, &upper_calls, FALSE, FALSE, TRUE);
     IoSetNextIrpStackLocation(i); /* as if sent */
     i->Cancel = TRUE;
     i->IoStatus.Status = STATUS_SUCCESS;
     IoCompleteRequest(i, IO_NO_INCREMENT);
     CHECK_EQ(upper_calls, 1);
     PIRP j = IoAllocateIrp(1, FALSE);
-    IoSetCompletionRoutine(j, upper_routine, NULL, TRUE, FALSE, FALSE);
+    IoSetCompletionRoutine(j, count_and_continue, &upper_calls, TRUE, FALSE, FALSE);
     IoSetNextIrpStackLocation(j);
     j->IoStatus.Status = STATUS_UNSUCCESSFUL;
     IoCompleteRequest(j, IO_NO_INCREMENT);
@@ -183,24 +189,14 @@ TEST(t52_double_completion_is_bugcheck_0x44_with_history)
     fx_teardown();
 }
 
-static int lower_calls;
-static NTSTATUS more_processing(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
-{
-    UNREFERENCED_PARAMETER(dev);
-    UNREFERENCED_PARAMETER(irp);
-    UNREFERENCED_PARAMETER(ctx);
-    lower_calls++;
-    return STATUS_MORE_PROCESSING_REQUIRED;
-}
-
 TEST(t53_more_processing_then_complete_again_continues_upward)
 {
     fx_setup();
-    upper_calls = lower_calls = 0;
+    int upper_calls = 0, lower_calls = 0;
     PIRP i = IoAllocateIrp(2, FALSE);
-    IoSetCompletionRoutine(i, upper_routine, NULL, TRUE, TRUE, TRUE);
+    IoSetCompletionRoutine(i, count_and_continue, &upper_calls, TRUE, TRUE, TRUE);
     IoSetNextIrpStackLocation(i);
-    IoSetCompletionRoutine(i, more_processing, NULL, TRUE, TRUE, TRUE);
+    IoSetCompletionRoutine(i, count_and_stop, &lower_calls, TRUE, TRUE, TRUE);
     IoSetNextIrpStackLocation(i);
     IoCompleteRequest(i, IO_NO_INCREMENT);
     CHECK_EQ(lower_calls, 1);
@@ -230,22 +226,12 @@ TEST(t54_pending_propagates_when_upper_has_no_routine)
     fx_teardown();
 }
 
-static int master_done;
-static NTSTATUS master_routine(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
-{
-    UNREFERENCED_PARAMETER(dev);
-    UNREFERENCED_PARAMETER(irp);
-    UNREFERENCED_PARAMETER(ctx);
-    master_done++;
-    return STATUS_MORE_PROCESSING_REQUIRED;
-}
-
 TEST(t55_master_completes_after_last_associated_irp)
 {
     fx_setup();
-    master_done = 0;
+    int master_done = 0;
     PIRP m = IoAllocateIrp(1, FALSE);
-    IoSetCompletionRoutine(m, master_routine, NULL, TRUE, TRUE, TRUE);
+    IoSetCompletionRoutine(m, count_and_stop, &master_done, TRUE, TRUE, TRUE);
     IoSetNextIrpStackLocation(m);
     PIRP a = IoMakeAssociatedIrp(m, 1), b = IoMakeAssociatedIrp(m, 1);
     m->AssociatedIrp.IrpCount = 2;

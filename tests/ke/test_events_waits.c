@@ -419,14 +419,20 @@ static VOID probe_dpc(PKDPC Dpc, PVOID Ctx, PVOID A1, PVOID A2)
     KeSetEvent(&p->done, 0, FALSE);
 }
 
+/* A fresh probe, and the DPC that runs probe_dpc with it as its context. */
+static void probe_init(dpc_probe *p, PKDPC dpc)
+{
+    memset(p, 0, sizeof *p);
+    KeInitializeEvent(&p->done, NotificationEvent, FALSE);
+    KeInitializeDpc(dpc, probe_dpc, p);
+}
+
 TEST(dpc_runs_at_dispatch_on_dpc_thread)
 {
     irpk_reports_clear();
     static dpc_probe p;
-    memset(&p, 0, sizeof p);
-    KeInitializeEvent(&p.done, NotificationEvent, FALSE);
     KDPC dpc;
-    KeInitializeDpc(&dpc, probe_dpc, &p);
+    probe_init(&p, &dpc);
     CHECK_EQ(dpc.Type, DpcObject);
     ULONG cpu = KeGetCurrentProcessorNumber();
     CHECK_EQ(KeInsertQueueDpc(&dpc, (PVOID)0x11, (PVOID)0x22), TRUE);
@@ -469,11 +475,9 @@ TEST(dpc_insert_twice_remove_flush_targeted)
     irpk_reports_clear();
     for (CCHAR cpu = 0; cpu < 2; cpu++) {
         static dpc_probe p;
-        memset(&p, 0, sizeof p);
-        KeInitializeEvent(&p.done, NotificationEvent, FALSE);
         KDPC blocker, dpc;
+        probe_init(&p, &dpc);
         block_cpu(&blocker, cpu);
-        KeInitializeDpc(&dpc, probe_dpc, &p);
         KeSetTargetProcessorDpc(&dpc, cpu);
         CHECK_EQ(KeInsertQueueDpc(&dpc, (PVOID)1, NULL), TRUE);
         CHECK_EQ(KeInsertQueueDpc(&dpc, (PVOID)2, NULL), FALSE); /* already queued */
@@ -530,12 +534,10 @@ TEST(timer_one_shot_fires_dpc_once)
 {
     irpk_reports_clear();
     static dpc_probe p;
-    memset(&p, 0, sizeof p);
-    KeInitializeEvent(&p.done, NotificationEvent, FALSE);
     KTIMER timer;
     KDPC dpc;
+    probe_init(&p, &dpc);
     KeInitializeTimer(&timer);
-    KeInitializeDpc(&dpc, probe_dpc, &p);
     CHECK_EQ(KeReadStateTimer(&timer), FALSE);
     CHECK_EQ(KeSetTimer(&timer, rel_ms(5), &dpc), FALSE); /* was not set */
     CHECK_EQ(KeWaitForSingleObject(&timer, Executive, KernelMode, FALSE, NULL), STATUS_SUCCESS);
@@ -554,12 +556,10 @@ TEST(timer_one_shot_fires_dpc_once)
 TEST(timer_cancel_and_rearm_return_values)
 {
     static dpc_probe p;
-    memset(&p, 0, sizeof p);
-    KeInitializeEvent(&p.done, NotificationEvent, FALSE);
     KTIMER timer;
     KDPC dpc;
+    probe_init(&p, &dpc);
     KeInitializeTimer(&timer);
-    KeInitializeDpc(&dpc, probe_dpc, &p);
     CHECK_EQ(KeCancelTimer(&timer), FALSE); /* never set */
     CHECK_EQ(KeSetTimer(&timer, rel_ms(60000), &dpc), FALSE);
     CHECK_EQ(KeSetTimer(&timer, rel_ms(60000), &dpc), TRUE); /* re-arming a set timer */
@@ -859,12 +859,10 @@ TEST(list_macros)
 TEST(runtime_shutdown_and_restart_of_service_threads)
 {
     static dpc_probe p;
-    memset(&p, 0, sizeof p);
-    KeInitializeEvent(&p.done, NotificationEvent, FALSE);
+    KDPC dpc;
+    probe_init(&p, &dpc);
     irpk_runtime_shutdown();
     irpk_runtime_shutdown(); /* idempotent */
-    KDPC dpc;
-    KeInitializeDpc(&dpc, probe_dpc, &p);
     CHECK_EQ(KeInsertQueueDpc(&dpc, NULL, NULL), TRUE); /* threads restart on demand */
     CHECK_EQ(wait_ok(&p.done), STATUS_SUCCESS);
     KTIMER t;
