@@ -2,36 +2,27 @@
  * its user program (open, many overlapped reads from several threads, random cancels, handles
  * closed mid-flight) under stress with exactly-once checks, no leaks and no verifier report. */
 #include "csq_startio.h"
-#include "inproc.h"
-#include "irpkit/verifier.h"
+#include "example_test_util.h"
 #include "ke/ke.h"
 #include "test.h"
 
 static PDEVICE_OBJECT load(const CSQ_STARTIO_CONFIG *config)
 {
-    irpk_reports_set_quiet(1);
-    irpk_reports_clear();
     CsqStartIoSetConfig(config);
-    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Driver\\CsqStartIo");
-    if (!NT_SUCCESS(IoCreateDriver(&name, CsqStartIoDriverEntry))) return NULL;
-    return io_lookup_device(CSQ_STARTIO_LINK_NAME);
+    return ex_load(L"\\Driver\\CsqStartIo", CsqStartIoDriverEntry, CSQ_STARTIO_LINK_NAME);
 }
 
 static CSQ_STARTIO_STATS stats(PDEVICE_OBJECT dev)
 {
     CSQ_STARTIO_STATS s;
-    memset(&s, 0, sizeof s);
-    CHECK_EQ(inproc_ioctl(dev, IOCTL_CSQ_STARTIO_STATS, &s, sizeof s), STATUS_SUCCESS);
+    EX_STATS(dev, IOCTL_CSQ_STARTIO_STATS, &s);
     return s;
 }
 
+/* EX_UNLOAD, and the driver's pool and its poll timer are gone too. */
 static void unload(PDEVICE_OBJECT dev)
 {
-    CHECK_EQ(io_unload_driver(dev->DriverObject), 0);
-    CHECK_EQ(irpk_report_count(), 0);
-    if (irpk_report_count()) fprintf(stderr, "  first report: %s\n", irpk_report_text(0));
-    irpk_reports_clear();
-    CHECK_EQ(io_irps_live(), 0);
+    EX_UNLOAD(dev);
     CHECK_EQ(ke_pool_outstanding_tag(CSQ_STARTIO_TAG), 0);
     CHECK_EQ(ke_timers_set(), 0);
 }
@@ -135,14 +126,6 @@ TEST(a_read_after_the_handles_cleanup_is_delete_pending)
 
 /* ---- the user program's flow, in process, under stress */
 
-static void prepare_read(inproc_request *r, PIO_STACK_LOCATION next, void *ctx)
-{
-    (void)r;
-    (void)ctx;
-    next->MajorFunction = IRP_MJ_READ;
-    next->Parameters.Read.Length = sizeof(ULONG);
-}
-
 static bool check_read(const inproc_request *r, void *ctx)
 {
     (void)ctx;
@@ -165,7 +148,7 @@ TEST(stress_overlapped_reads_cancels_and_closes)
         .cancel_all_pct = 1,
         .close_every = 150,
         .seed = 0xC5051,
-        .prepare = prepare_read,
+        .prepare = ex_prepare_ulong_read,
         .check = check_read,
     };
     inproc_result res;

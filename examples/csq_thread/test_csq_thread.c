@@ -2,26 +2,19 @@
  * reads (the worker paused), unload stopping the worker, then the user program's flow under
  * stress with exactly-once checks, no leaks and no verifier report. */
 #include "csq_thread.h"
-#include "inproc.h"
-#include "irpkit/verifier.h"
-#include "ke/ke.h"
+#include "example_test_util.h"
 #include "ob/ob.h"
 #include "test.h"
 
 static PDEVICE_OBJECT load(void)
 {
-    irpk_reports_set_quiet(1);
-    irpk_reports_clear();
-    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Driver\\CsqThread");
-    if (!NT_SUCCESS(IoCreateDriver(&name, CsqThreadDriverEntry))) return NULL;
-    return io_lookup_device(CSQ_THREAD_LINK_NAME);
+    return ex_load(L"\\Driver\\CsqThread", CsqThreadDriverEntry, CSQ_THREAD_LINK_NAME);
 }
 
 static CSQ_THREAD_STATS stats(PDEVICE_OBJECT dev)
 {
     CSQ_THREAD_STATS s;
-    memset(&s, 0, sizeof s);
-    CHECK_EQ(inproc_ioctl(dev, IOCTL_CSQ_THREAD_STATS, &s, sizeof s), STATUS_SUCCESS);
+    EX_STATS(dev, IOCTL_CSQ_THREAD_STATS, &s);
     return s;
 }
 
@@ -30,15 +23,6 @@ static void pause_worker(inproc_handle *h, ULONG on)
     inproc_single s;
     inproc_send(&s, h, IRP_MJ_DEVICE_CONTROL, IOCTL_CSQ_THREAD_PAUSE, &on, sizeof on, 0);
     CHECK_EQ(inproc_wait(&s), STATUS_SUCCESS);
-}
-
-static void unload(PDEVICE_OBJECT dev)
-{
-    CHECK_EQ(io_unload_driver(dev->DriverObject), 0); /* returns once the worker has terminated */
-    CHECK_EQ(irpk_report_count(), 0);
-    if (irpk_report_count()) fprintf(stderr, "  first report: %s\n", irpk_report_text(0));
-    irpk_reports_clear();
-    CHECK_EQ(io_irps_live(), 0);
 }
 
 static ULONG served_as(const inproc_single *s) { return *(const ULONG *)s->buffer; }
@@ -62,7 +46,7 @@ TEST(the_worker_serves_reads_in_queue_order)
     CSQ_THREAD_STATS s = stats(dev);
     CHECK_EQ(s.Served, 6);
     CHECK_EQ(s.OutOfOrder, 0);
-    unload(dev);
+    EX_UNLOAD(dev);
 }
 
 TEST(queued_reads_are_cancelled_by_the_csq_and_by_cleanup)
@@ -94,7 +78,7 @@ TEST(queued_reads_are_cancelled_by_the_csq_and_by_cleanup)
     CHECK_EQ(s.CleanupCancelled, 2);
     CHECK_EQ(s.EmptyWakeups, 3);
     inproc_close(b);
-    unload(dev);
+    EX_UNLOAD(dev);
 }
 
 TEST(unload_stops_a_paused_worker)
@@ -104,7 +88,7 @@ TEST(unload_stops_a_paused_worker)
     inproc_handle *h = inproc_open(dev);
     pause_worker(h, 1);
     inproc_close(h);
-    unload(dev);
+    EX_UNLOAD(dev); /* io_unload_driver returns once the worker has terminated */
     dev = load(); /* and the driver loads again with a fresh worker */
     REQUIRE(dev);
     h = inproc_open(dev);
@@ -112,18 +96,10 @@ TEST(unload_stops_a_paused_worker)
     inproc_send(&r, h, IRP_MJ_READ, 0, NULL, 0, 4);
     CHECK_EQ(inproc_wait(&r), STATUS_SUCCESS);
     inproc_close(h);
-    unload(dev);
+    EX_UNLOAD(dev);
 }
 
 /* ---- the user program's flow, in process, under stress */
-
-static void prepare_read(inproc_request *r, PIO_STACK_LOCATION next, void *ctx)
-{
-    (void)r;
-    (void)ctx;
-    next->MajorFunction = IRP_MJ_READ;
-    next->Parameters.Read.Length = sizeof(ULONG);
-}
 
 static bool check_read(const inproc_request *r, void *ctx)
 {
@@ -146,7 +122,7 @@ TEST(stress_overlapped_reads_cancels_and_closes)
         .cancel_all_pct = 1,
         .close_every = 150,
         .seed = 0xC5052,
-        .prepare = prepare_read,
+        .prepare = ex_prepare_ulong_read,
         .check = check_read,
     };
     inproc_result res;
@@ -167,5 +143,5 @@ TEST(stress_overlapped_reads_cancels_and_closes)
     CHECK_EQ(s.Queued, res.issued);
     CHECK_EQ(s.EmptyWakeups, s.QueueCancelled + s.CleanupCancelled);
     CHECK_EQ(s.OutOfOrder, 0);
-    unload(dev);
+    EX_UNLOAD(dev);
 }

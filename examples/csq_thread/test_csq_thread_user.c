@@ -2,46 +2,25 @@
  * NtCancelIoFileEx, NtCancelIoFile, NtClose mid-flight) under stress: every accepted read
  * completes exactly once, nothing leaks (IRPs, handles, file objects, pool), no verifier report. */
 #include "csq_thread.h"
-#include "inproc.h"
-#include "irpkit/user.h"
-#include "irpkit/verifier.h"
-#include "ke/ke.h"
+#include "example_test_util.h"
 #include "ob/ob.h"
 #include "test.h"
 #include "user_program.h"
-#include "ustress.h"
 
 TEST(user_program_stress)
 {
-    irpk_reports_set_quiet(1);
-    irpk_reports_clear();
     LONG handles = ob_open_handles();
-    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Driver\\CsqThread");
-    REQUIRE(NT_SUCCESS(IoCreateDriver(&name, CsqThreadDriverEntry)));
-    PDEVICE_OBJECT dev = io_lookup_device(CSQ_THREAD_LINK_NAME);
+    PDEVICE_OBJECT dev = ex_load(L"\\Driver\\CsqThread", CsqThreadDriverEntry, CSQ_THREAD_LINK_NAME);
+    REQUIRE(dev);
     ustress_result r;
-    CHECK_EQ(CsqThreadUserProgram(irpk_test_scale(3000), &r), STATUS_SUCCESS);
-    ustress_print("csq_thread", &r);
-    CHECK_EQ(irpk_user_flush(-1), 0); /* every file object got IRP_MJ_CLOSE */
+    EX_RUN_USER_PROGRAM(CsqThreadUserProgram, irpk_test_scale(3000), "csq_thread", &r);
     CSQ_THREAD_STATS s;
-    CHECK_EQ(inproc_ioctl(dev, IOCTL_CSQ_THREAD_STATS, &s, sizeof s), STATUS_SUCCESS);
-    CHECK_EQ(r.bad, 0);
-    CHECK(r.issued > 0);
-    CHECK_EQ(r.completed, r.issued);
-    CHECK_EQ(r.handles_left, 0);
+    EX_STATS(dev, IOCTL_CSQ_THREAD_STATS, &s);
+    EX_CHECK_USER_RUN(&r);
     CHECK_EQ(r.succeeded, s.Served);
     CHECK_EQ(r.cancelled, s.QueueCancelled + s.CleanupCancelled);
     CHECK_EQ(r.other, 0);
     CHECK_EQ(s.Queued, r.issued);
     CHECK_EQ(s.OutOfOrder, 0);
-    irpk_user_stats us;
-    irpk_user_get_stats(&us);
-    CHECK_EQ(us.irps_pending, 0);
-    CHECK_EQ(us.files_live, 0);
-    CHECK_EQ(io_unload_driver(dev->DriverObject), 0);
-    CHECK_EQ(irpk_report_count(), 0);
-    if (irpk_report_count()) fprintf(stderr, "  first report: %s\n", irpk_report_text(0));
-    irpk_reports_clear();
-    CHECK_EQ(io_irps_live(), 0);
-    CHECK_EQ(ob_open_handles(), handles);
+    EX_UNLOAD_AFTER_USER(dev, handles);
 }

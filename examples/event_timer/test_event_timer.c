@@ -2,26 +2,20 @@
  * variant, then the user program's flow under stress (short timers racing cancels and
  * cleanups) with exactly-once checks, no leaks, no verifier report. */
 #include "event_timer.h"
-#include "inproc.h"
-#include "irpkit/verifier.h"
+#include "example_test_util.h"
 #include "ke/ke.h"
 #include "ob/ob.h"
 #include "test.h"
 
 static PDEVICE_OBJECT load(void)
 {
-    irpk_reports_set_quiet(1);
-    irpk_reports_clear();
-    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Driver\\EventTimer");
-    if (!NT_SUCCESS(IoCreateDriver(&name, EventTimerDriverEntry))) return NULL;
-    return io_lookup_device(EVENT_TIMER_LINK_NAME);
+    return ex_load(L"\\Driver\\EventTimer", EventTimerDriverEntry, EVENT_TIMER_LINK_NAME);
 }
 
 static EVENT_TIMER_STATS stats(PDEVICE_OBJECT dev)
 {
     EVENT_TIMER_STATS s;
-    memset(&s, 0, sizeof s);
-    CHECK_EQ(inproc_ioctl(dev, IOCTL_EVENT_TIMER_STATS, &s, sizeof s), STATUS_SUCCESS);
+    EX_STATS(dev, IOCTL_EVENT_TIMER_STATS, &s);
     return s;
 }
 
@@ -36,13 +30,10 @@ static EVENT_TIMER_STATS settled(PDEVICE_OBJECT dev)
     return s;
 }
 
+/* EX_UNLOAD, and every request context is freed. */
 static void unload(PDEVICE_OBJECT dev)
 {
-    CHECK_EQ(io_unload_driver(dev->DriverObject), 0);
-    CHECK_EQ(irpk_report_count(), 0);
-    if (irpk_report_count()) fprintf(stderr, "  first report: %s\n", irpk_report_text(0));
-    irpk_reports_clear();
-    CHECK_EQ(io_irps_live(), 0);
+    EX_UNLOAD(dev);
     CHECK_EQ(ke_pool_outstanding_tag(EVENT_TIMER_TAG), 0);
 }
 
