@@ -39,6 +39,8 @@ static void reset_dpcs(void)
 
 static void ensure_init(void)
 {
+    /* Double-checked: the seq_cst store below publishes the flag after the lists are set up,
+     * and the re-check under start_lock keeps a second caller from initialising them again. */
     if (plat_load32(&initialized)) return;
     plat_lock_acquire(&start_lock);
     if (!initialized) {
@@ -56,6 +58,8 @@ static void run_one(dpc_queue *q)
     /* Capture everything before the call: the routine may free or requeue the DPC. */
     PKDEFERRED_ROUTINE routine = dpc->DeferredRoutine;
     PVOID ctx = dpc->DeferredContext, a1 = dpc->SystemArgument1, a2 = dpc->SystemArgument2;
+    /* Unclaimed under q->lock, before the routine runs: KeRemoveQueueDpc now answers FALSE and
+     * the DPC may be queued again (also by its own routine). */
     plat_store_ptr((void *volatile *)&dpc->DpcData, NULL);
     q->queued--;
     plat_lock_release(&q->lock);
@@ -106,6 +110,7 @@ static dpc_queue *queue_for(unsigned cpu)
     unsigned n = plat_vcpus();
     if (n > MAX_VCPUS) n = MAX_VCPUS;
     dpc_queue *q = &queues[cpu % n];
+    /* Unlocked fast check; a miss is re-checked under start_lock, so one thread starts it. */
     if (plat_load_ptr((void *const volatile *)&q->thread)) return q;
     plat_lock_acquire(&start_lock);
     if (!q->thread) {
@@ -114,6 +119,8 @@ static dpc_queue *queue_for(unsigned cpu)
         plat_on_quiesce(ke_stop_service_threads);
         plat_thread *t = plat_thread_start(dpc_thread, q, name, PLAT_THREAD_SYSTEM);
         if (!t) plat_panic("cannot start a DPC thread");
+        /* Before q->thread is published: DPCs reach the thread only through inserts that
+         * follow queue_for, and q->lock orders them after this store. */
         t->vcpu = (uint8_t)(q - queues);
         plat_store_ptr((void *volatile *)&q->thread, t);
     }
@@ -166,6 +173,8 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
 
 BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc)
 {
+    /* Unlocked: NULL means not queued at this instant; a queue found here is re-checked under
+     * its own lock (the DPC may have been picked, or moved to another CPU's queue, meanwhile). */
     dpc_queue *q = (dpc_queue *)plat_load_ptr((void *const volatile *)&Dpc->DpcData);
     if (!q) return FALSE;
     plat_lock_acquire(&q->lock);
@@ -190,6 +199,7 @@ VOID KeFlushQueuedDpcs(VOID)
         plat_lock_acquire(&q->lock);
         int64_t target = q->inserted;
         while (q->finished < target) {
+            /* Sampled under q->lock, which every finish bumps it under: no wake-up is lost. */
             uint32_t seq = q->done_seq;
             plat_lock_release(&q->lock);
             plat_wait(&q->done_seq, seq, PLAT_FOREVER);
@@ -203,6 +213,7 @@ int ke_dpcs_queued(void)
 {
     if (!plat_load32(&initialized)) return 0;
     int n = 0;
+    /* One queue lock at a time (never two held): a snapshot, exact once inserts have stopped. */
     for (int i = 0; i < MAX_VCPUS; i++) {
         plat_lock_acquire(&queues[i].lock);
         n += queues[i].queued;

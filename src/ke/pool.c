@@ -150,7 +150,8 @@ VOID ExInitializeNPagedLookasideList(PNPAGED_LOOKASIDE_LIST L, PALLOCATE_FUNCTIO
 
 PVOID ExAllocateFromNPagedLookasideList(PNPAGED_LOOKASIDE_LIST L)
 {
-    /* The free list and counters are only touched with L->Lock held. */
+    /* The free list and counters are only touched with L->Lock held. The bare platform lock,
+     * not KeAcquireSpinLock: any IRQL, untracked, a leaf (Allocate/Free run after the release). */
     PSINGLE_LIST_ENTRY e = NULL;
     plat_lock_acquire((volatile plat_lockword *)&L->Lock);
     L->TotalAllocates++;

@@ -11,6 +11,7 @@ static int32_t compat[IRPK_COMPAT_COUNT] = {1, 0, 0, 1, 1, 1};
 int irpk_compat_get(irpk_compat_switch sw)
 {
     if ((unsigned)sw >= IRPK_COMPAT_COUNT) return 0;
+    /* Atomic: a test may flip a switch while runtime threads read it (under their own locks). */
     return plat_load32(&compat[sw]);
 }
 

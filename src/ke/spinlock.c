@@ -125,6 +125,7 @@ VOID KeReleaseSpinLockFromDpcLevel(PKSPIN_LOCK SpinLock)
 BOOLEAN KeTryToAcquireSpinLockAtDpcLevel(PKSPIN_LOCK SpinLock)
 {
     check_at_dpc(SpinLock, "KeTryToAcquireSpinLockAtDpcLevel");
+    /* No lock-order edge for the verifier: a try never waits, so it cannot close a deadlock. */
     if (!plat_lock_try((volatile plat_lockword *)SpinLock)) return FALSE;
     held_push(SpinLock, ke_irql());
     return TRUE;

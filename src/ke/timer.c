@@ -90,6 +90,8 @@ static void timer_main(void *arg)
 static void ensure_thread(void)
 {
     if (plat_load32(&initialized) == 2) return;
+    /* 0 -> 1 elects one starter; 2 is stored only after timer_thread is set, so a caller that
+     * reads 2 (or waits for it below) sees the thread. */
     if (plat_cas32(&initialized, 0, 1) == 0) {
         plat_on_reset(reset_timers);
         plat_on_quiesce(ke_stop_service_threads);

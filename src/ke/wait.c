@@ -64,6 +64,8 @@ static void satisfy(ke_waiter *w, NTSTATUS status)
     for (ULONG i = 0; i < w->count; i++) RemoveEntryList(&w->blocks[i].WaitListEntry);
     w->status = status;
     w->done = 1;
+    /* Under the dispatcher lock: the waiter reads done only under it, so w (on its stack) is
+     * still alive here; an unpark that arrives before it parks is kept as the permit. */
     plat_unpark(w->thread);
 }
 
@@ -282,6 +284,8 @@ static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_IN
             unlock_dispatcher();
             return w.status;
         }
+        /* done was read under the lock first: a signaller that got here before us wins over
+         * the timeout, and after our unlink below no signaller can find us. */
         if (r == PLAT_TIMEDOUT || plat_now_ns() >= deadline) {
             for (ULONG i = 0; i < count; i++) RemoveEntryList(&blocks[i].WaitListEntry);
             unlock_dispatcher();
