@@ -96,6 +96,7 @@ void io_call_cancel_routine(PDEVICE_OBJECT dev, PIRP irp, PDRIVER_CANCEL routine
 static bool try_ref(PIRP irp)
 {
     volatile int32_t *refs = &io_priv(irp)->refs;
+    /* CAS, not fetch_add: never revive an IRP whose last reference is gone (being released). */
     for (int32_t n = plat_load32(refs); n > 0; n = plat_load32(refs))
         if (plat_cas32(refs, n, n + 1) == n) return true;
     return false;
@@ -135,6 +136,8 @@ BOOLEAN IoCancelIrp(PIRP Irp)
     if (vrf_on()) vrf_cancelled(Irp); /* watched until completed (0xC4/0x135) */
     PDRIVER_CANCEL routine = (PDRIVER_CANCEL)plat_xchg_ptr((void *volatile *)&Irp->CancelRoutine, NULL);
     BOOLEAN called = FALSE;
+    /* Read only with the routine in hand: a correct completer must win that exchange first, so
+     * CurrentLocation is stable here unless the driver skipped it (R5, reported below). */
     if (routine && Irp->CurrentLocation > Irp->StackCount + 1) {
         report_cancel_of_completed(Irp, routine);
     } else if (routine) {

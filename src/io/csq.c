@@ -191,6 +191,8 @@ NTSTATUS IoCsqInsertIrpEx(PIO_CSQ Csq, PIRP Irp, PIO_CSQ_IRP_CONTEXT Context, PV
     }
     io_irp_mark(Irp, IO_STEP_CSQ_INSERT);
     IoMarkIrpPending(Irp);
+    /* Armed before the CSQ lock is released: a dequeuer never sees the IRP unarmed, which it
+     * would take for one IoCancelIrp owns and skip. */
     IoSetCancelRoutine(Irp, csq_cancel_routine);
     /* Dekker with IoCancelIrp (which publishes the cancel request, then exchanges the routine):
      * if we read "not cancelled" after arming, its exchange comes later and finds our routine;
@@ -249,6 +251,8 @@ static VOID csq_cancel_routine(PDEVICE_OBJECT DeviceObject, PIRP Irp)
     UNREFERENCED_PARAMETER(DeviceObject);
     /* First thing: the cancel lock is never held together with a CSQ lock. */
     IoReleaseCancelSpinLock(Irp->CancelIrql);
+    /* Read without the CSQ lock: IoCancelIrp won the exchange, so the IRP is ours, and only the
+     * IRP's owner writes DriverContext[3] while it is queued. */
     PVOID owner = CSQ_OWNER(Irp);
     PIO_CSQ csq;
     switch (owner ? *(const ULONG *)owner : 0) {

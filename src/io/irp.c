@@ -231,6 +231,7 @@ void io_irp_ref(PIRP irp) { plat_fetch_add32(&io_priv(irp)->refs, 1); }
 
 void io_irp_unref(PIRP irp)
 {
+    /* Whoever drops the last reference is the only one left who can reach the IRP. */
     if (plat_fetch_add32(&io_priv(irp)->refs, -1) == 1) io_irp_release(irp);
 }
 

@@ -58,6 +58,7 @@ static NTSTATUS insert(ns_kind kind, const wchar_t *name, void *object, const wc
     wcsncpy(e->name, name, NS_NAME_MAX - 1);
     if (target) wcsncpy(e->target, target, NS_NAME_MAX - 1);
     plat_lock_acquire(&ns_lock);
+    /* Looked up and linked in one lock hold: two creators of one name cannot both succeed. */
     bool taken = find_locked(name, -1) != NULL;
     if (!taken) {
         e->next = ns_head;

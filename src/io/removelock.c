@@ -96,7 +96,8 @@ static bool untrack(PIO_REMOVE_LOCK l, PVOID tag, bool any)
     plat_lock_release(spin_of(l));
     plat_free(found);
     if (known) return true;
-    /* An untracked acquisition (no memory for its block) may be this one. */
+    /* An untracked acquisition (no memory for its block) may be this one. A CAS loop that stops
+     * at zero: two releases racing for one untracked acquisition cannot both take it. */
     for (int32_t n = plat_load32(&l->Dbg.LowMemoryCount); n > 0; n = plat_load32(&l->Dbg.LowMemoryCount))
         if (plat_cas32(&l->Dbg.LowMemoryCount, n, n - 1) == n) return true;
     return false;
@@ -129,6 +130,8 @@ NTSTATUS IoAcquireRemoveLockEx(PIO_REMOVE_LOCK RemoveLock, PVOID Tag, PCSTR File
 /* Release the caller's acquisition; `sub` is the 0xC4 subcode for an unknown tag. */
 static void release_one(PIO_REMOVE_LOCK l, PVOID tag, uintptr_t sub, const char *api)
 {
+    /* A snapshot that only matters for an unknown tag (the misuse path): a backing-out acquirer
+     * may inflate it for a moment. */
     bool outstanding = plat_load32(&l->Common.IoCount) > 1;
     if (!untrack(l, tag, outstanding)) {
         char what[160];

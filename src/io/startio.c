@@ -126,6 +126,8 @@ static void start_next_now(PDEVICE_OBJECT dev, BOOLEAN cancelable, bool bykey, U
 {
     KIRQL cancel_irql = PASSIVE_LEVEL;
     if (cancelable) IoAcquireCancelSpinLock(&cancel_irql);
+    /* CurrentIrp changes under the cancel lock when Cancelable: a cancel routine compares its
+     * IRP with CurrentIrp holding that lock (the classic StartIo cancel pattern). */
     dev->CurrentIrp = NULL;
     PKDEVICE_QUEUE_ENTRY e = bykey ? KeRemoveByKeyDeviceQueue(&dev->DeviceQueue, key)
                                    : KeRemoveDeviceQueue(&dev->DeviceQueue);
@@ -217,6 +219,8 @@ static void queued_busy(PDEVICE_OBJECT dev, PIRP irp, PDRIVER_CANCEL cancel, KIR
         return;
     }
     irp->CancelIrql = cancel_irql;
+    /* Cleared under the cancel lock before the call: a later IoCancelIrp finds no routine, so
+     * the routine runs once. */
     plat_store_ptr((void *volatile *)&irp->CancelRoutine, NULL);
     io_call_cancel_routine(dev, irp, cancel, "IoStartPacket");
 }
@@ -235,6 +239,8 @@ VOID IoStartPacket(PDEVICE_OBJECT DeviceObject, PIRP Irp, PULONG Key, PDRIVER_CA
         plat_store_ptr((void *volatile *)&Irp->CancelRoutine, (void *)CancelFunction);
         io_irp_step(Irp, IO_STEP_ARM_CANCEL, " (IoStartPacket)");
     }
+    /* Lock order: the cancel lock, then the device queue's own (inside KeInsert*DeviceQueue and
+     * KeRemove*DeviceQueue); nothing takes them the other way round. */
     BOOLEAN queued = Key ? KeInsertByKeyDeviceQueue(&DeviceObject->DeviceQueue,
                                                     &Irp->Tail.Overlay.DeviceQueueEntry, *Key)
                          : KeInsertDeviceQueue(&DeviceObject->DeviceQueue, &Irp->Tail.Overlay.DeviceQueueEntry);
