@@ -34,6 +34,8 @@ LONG ob_handle_count(const void *body) { return plat_load32(&header_of(body)->ha
 LONG_PTR ObfReferenceObject(PVOID Object)
 {
     ob_header *h = header_of(Object);
+    /* The caller already holds a reference (or the handle table's lock pins the handle's), so
+     * the count cannot reach zero while we add ours. */
     int32_t old = plat_fetch_add32(&h->refs, 1);
     if (old <= 0)
         irpk_bugcheck_raise(0x18 /* REFERENCE_BY_POINTER */, 0, (uintptr_t)Object, (uintptr_t)old, 0,
@@ -101,6 +103,8 @@ static bool grow(void)
 
 NTSTATUS ob_insert_handle(void *body, ACCESS_MASK access, ULONG attributes, PHANDLE handle)
 {
+    /* Counted before the handle is in the table: a close racing in on the new handle value
+     * finds both counts already raised. */
     ObfReferenceObject(body);
     plat_fetch_add32(&header_of(body)->handles, 1);
     plat_lock_acquire(&table_lock);
@@ -164,7 +168,8 @@ NTSTATUS ob_close_handle(HANDLE handle)
     if (i < free_hint) free_hint = i;
     open_handles--;
     plat_lock_release(&table_lock);
-    /* Outside the lock: the close callback may send IRPs and block. */
+    /* Outside the lock: the close callback may send IRPs and block. The fetch_add picks exactly
+     * one last closer. */
     if (plat_fetch_add32(&header_of(b)->handles, -1) == 1) {
         const ob_type *t = header_of(b)->type;
         if (t && t->last_handle_closed) t->last_handle_closed(b);

@@ -45,6 +45,8 @@ static void bind(PETHREAD e, plat_thread *t)
 
 PETHREAD ps_thread_of(plat_thread *t)
 {
+    /* No lock: ext[PLAT_EXT_PS] is only touched by t itself (callers pass plat_self(); a system
+     * thread binds its ETHREAD on its own first step). */
     PETHREAD e = t->ext[PLAT_EXT_PS];
     if (e) return e;
     e = new_ethread(); /* its one reference belongs to the running thread */
@@ -61,6 +63,7 @@ static void thread_exited(plat_thread *t)
     t->ext[PLAT_EXT_PS] = NULL;
     if (e->ExitStatus == STATUS_PENDING) e->ExitStatus = STATUS_SUCCESS;
     e->Thread = NULL;
+    /* Written before the signal: a waiter it releases reads them after the dispatcher lock. */
     ke_signal_object(&e->Tcb.Header, 1);
     ObfDereferenceObject(e);
 }
