@@ -270,6 +270,7 @@ bool vrf_complete(PIRP irp)
                    "IoCompleteRequest on IRP#%u while its cancel routine %s is still set: a later "
                    "IoCancelIrp would call it on a completed (maybe freed) IRP. irpkit cleared it.",
                    io_irp_id(irp), describe_routine(VRF_FN(cr), r, sizeof r));
+        /* CAS, not a store: an IoCancelIrp that exchanged the routine out meanwhile owns it. */
         vrf_cas_ptr((void *volatile *)&irp->CancelRoutine, (void *)cr, NULL);
     }
     /* What the dispatch routines on this thread did with it (for their return checks). */
@@ -279,6 +280,8 @@ bool vrf_complete(PIRP irp)
             v->frames[i].flags |= VRF_F_COMPLETED;
             v->frames[i].status = st;
         }
+    /* After state := COMPLETING above (Dekker with vrf_cancelled): a watch added after this
+     * load sees COMPLETING and is taken off by vrf_cancelled itself. */
     if (vrf_load32(&io_priv(irp)->vrf) & VRF_WATCHED) vrf_watch_remove(irp);
     /* The device's current IRP is finished: until IoStartNextPacket, the queue waits. */
     vrf_device *d = vrf_dev_of((PDEVICE_OBJECT)vrf_load_ptr((void *const volatile *)&io_priv(irp)->vrf_dev));

@@ -163,6 +163,8 @@ static void add_edge(const void *from, const void *to)
 
 void vrf_spin_init(const void *lock)
 {
+    /* Unlocked fast path: a lock being (re)initialised is not in use, so no edge of it can be
+     * added meanwhile; an edge of another lock added concurrently is not ours to drop. */
     if (!vrf_load32(&n_edges)) return;
     vrf_lock(&graph_lock);
     bool any = false;
@@ -224,6 +226,7 @@ bool vrf_spin_release(const void *lock)
             }
     ke_thread *k = ke_self();
     if (find_held(k, lock) >= 0 || k->n_held > 16) return true; /* (beyond 16 nested: untracked) */
+    /* Racy snapshot: it only chooses the report's wording. */
     bool owned_elsewhere = plat_lock_is_held((const volatile plat_lockword *)lock);
     bool cancel = is_cancel_lock(lock);
     char d[96];

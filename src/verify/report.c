@@ -124,6 +124,7 @@ static void store(const irpk_bugcheck *bc)
     }
     bool stored = n_reports < cap_reports;
     if (stored) reports[n_reports++] = r;
+    /* Flipped under store_lock: exactly one report registers the exit summary. */
     bool first = !summary_registered;
     summary_registered = 1;
     vrf_unlock(&store_lock);
@@ -206,6 +207,8 @@ uint32_t irpk_report_code(size_t i)
     return c;
 }
 
+/* The strings outlive store_lock: only an explicit irpk_reports_clear / vrf_reports_truncate
+ * frees them, and growing the array moves the pointers, not the strings. */
 const char *irpk_report_name(size_t i)
 {
     vrf_lock(&store_lock);

@@ -170,6 +170,8 @@ int vrf_check_device_stall(vrf_device *d, int64_t persist_ns)
         len += (size_t)snprintf(ids + len, sizeof ids - len, "%sIRP#%u", i ? ", " : "", io_irp_id(waiting[i]));
     PIRP current = (PIRP)vrf_load_ptr((void *const volatile *)&d->current);
     char dev[160];
+    /* Reported with devices_lock held (callers): formatting takes only leaf locks under it
+     * (symbols, report store); a bug-check hook must not call back into these checks. */
     vrf_report(0xC4, IRPK_RULE_QUEUE_STALL, (uintptr_t)d->dev, (uintptr_t)current, (uintptr_t)n, current,
                d->dev, "QueueStall",
                "every path that finishes the current IRP of a StartIo driver — success, error and "
@@ -305,6 +307,7 @@ static bool watchdog_round(void)
 {
     if (vrf_cancel_timeout_ns() && vrf_on()) vrf_check_cancel_watch(vrf_cancel_timeout_ns());
     bool candidate = false;
+    /* One lock at a time: watch_lock and devices_lock are never held together. */
     if (vrf_stall_timeout_ns() && vrf_on()) check_all_stalls(vrf_stall_timeout_ns(), &candidate);
     vrf_lock(&watch_lock);
     bool watching = n_watch > 0;
@@ -350,6 +353,7 @@ void vrf_watchdog_poke(void)
 {
     if (vrf_exploring() || plat_load32(&vrf_watchdog_running)) return;
     if (!vrf_cancel_timeout_ns() && !vrf_stall_timeout_ns()) return;
+    /* 0 -> 1 elects one starter among racing pokes; the others see a watchdog running. */
     if (plat_cas32(&vrf_watchdog_running, 0, 1) != 0) return;
     plat_on_quiesce(watchdog_quiesce);
     plat_thread *t = plat_thread_start(watchdog_main, NULL, "verifier watchdog", PLAT_THREAD_SYSTEM);
