@@ -52,6 +52,7 @@ int64_t trace_now(void)
 void trace_note_thread(void)
 {
     plat_thread *t = plat_self();
+    /* ext[PLAT_EXT_TRACE] is this thread's own: the fast check needs no lock. */
     if (t->ext[PLAT_EXT_TRACE] == (void *)&names[t->id % NAME_SLOTS]) return;
     plat_bk_lock_acquire(&names_lock);
     names[t->id % NAME_SLOTS].tid = t->id;
@@ -82,6 +83,8 @@ const char *trace_irql_name(uint8_t irql, char *buf, size_t n)
 static void ring_push(const trace_event *ev)
 {
     plat_bk_lock_acquire(&ring_lock);
+    /* Allocated under ring_lock, so racing first events allocate it once (no scheduling point:
+     * plat_calloc never is one). */
     if (!ring) ring = plat_calloc(TRACE_CAP, sizeof *ring);
     if (ring) {
         trace_event *slot = &ring[next_seq % TRACE_CAP];
