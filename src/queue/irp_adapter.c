@@ -43,6 +43,8 @@ struct irpk_irpq {
     bool wquit;
 };
 
+/* Atomic: irp_complete clears it while the cancel routine or a late irpk_irpq_complete reads it
+ * (a stale or NULL handle is then refused by the queue's lookup). */
 static irpk_req_handle irp_handle(PIRP irp)
 {
     return (irpk_req_handle)(uintptr_t)plat_load_ptr(&DC(irp)[DC_HANDLE]);
@@ -138,6 +140,7 @@ static void worker_main(void *arg)
     while (!q->wquit) {
         PIRP irp = q->whead;
         if (!irp) {
+            /* Sampled under q->lock; hand-offs and close bump wword under it: none is missed. */
             uint32_t seen = (uint32_t)plat_load32((volatile int32_t *)&q->wword);
             plat_lock_release(&q->lock);
             plat_wait(&q->wword, seen, PLAT_FOREVER);
@@ -157,6 +160,8 @@ static void worker_main(void *arg)
 static void defer_to_worker(irpk_irpq *q, PIRP irp)
 {
     DC(irp)[DC_NEXT] = NULL;
+    /* From on_dispatch, which runs with the queue lock dropped: the adapter lock is never held
+     * together with the queue's. */
     plat_lock_acquire(&q->lock);
     if (q->wtail)
         DC(q->wtail)[DC_NEXT] = irp;

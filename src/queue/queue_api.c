@@ -76,6 +76,8 @@ int irpk_queue_close(irpk_queue *q)
         while (q->op != OP_NONE) wait_word(q, &q->op_word, &q->op_waiters);
         q->accepting = false;
         if (q->live == 0 && q->cb_active == 0) break;
+        /* Sampled before begin_op: flush may end the purge at once, and deliver_op_done bumps
+         * op_word even with no waiter registered. */
         uint32_t seen = q->op_word;
         begin_op(q, OP_PURGE, NULL, NULL);
         flush(q);
@@ -83,6 +85,7 @@ int irpk_queue_close(irpk_queue *q)
     }
     q->closed = true;
     q->timer_quit = true;
+    /* 1 waiter: the timer thread waits on timer_word without registering as one. */
     wake_word(&q->timer_word, 1);
     wake_word(&q->space_word, q->space_waiters); /* blocked submitters return CLOSED */
     plat_thread *t = q->timer;
@@ -184,6 +187,8 @@ int irpk_req_is_cancelled(irpk_queue *q, irpk_req_handle h)
     bool gone;
     qreq *r = req_lookup(q, h, &gone);
     rc = r ? r->cancel_req : IRPK_QE_STALE;
+    /* Plain release, no q_leave: settling leases in q_enter makes no loop work (a lease ends
+     * lock-free only while nothing is due; anything due later pokes it back). */
     plat_lock_release(&q->lock);
     return rc;
 }

@@ -713,6 +713,7 @@ void leases_settle_returned(irpk_queue *q)
 {
     for (uint32_t m = q->lease_mask; m; m &= m - 1) {
         qlease *l = &q->leases[__builtin_ctz(m)];
+        /* L_RET is the holder's last write to q: a lease seen returned is ours to settle. */
         if (plat_load32(&l->w) & L_RET) lease_settle(q, l);
     }
 }
@@ -772,6 +773,7 @@ bool lease_mark_cancel(irpk_queue *q, qreq *r)
 
 bool decided_or_done(const qreq *r)
 {
+    /* The lease word atomically: the handler sets L_DONE in its frame without the lock. */
     return r->decided || (r->lease && (plat_load32(&r->lease->w) & L_DONE));
 }
 
@@ -925,6 +927,8 @@ static int dispatch_one(irpk_queue *q, qframe *f, bool may_leave)
         call_end(q);
         return DISPATCHED;
     }
+    /* quiet() is sampled under the lock; work that arrives after the release pokes the lease
+     * (q_leave, wait_word), so the lock-free return below never strands it. */
     bool tail = may_leave && quiet(q);
     f->h = h;
     f->lease = l;
@@ -1085,6 +1089,8 @@ static inline void recycle(irpk_queue *q, qlease *l, qreq *r, uint64_t gen)
     r->status = 0;
     l->status = 0;
     l->w = L_HELD; /* plain: its holder has left (L_RET seen under the lock) */
+    /* No wake_word(release_word) as slot_free does: fast_ok found the queue quiet, so nobody
+     * waits for this slot's old handle to go stale. */
 }
 
 static inline __attribute__((always_inline)) int

@@ -79,6 +79,7 @@ static int run_sync(irpk_queue *q, enum queue_op op)
         plat_lock_release(&q->lock);
         return rc;
     }
+    /* Sampled before flush, which may end the op at once (deliver_op_done bumps it anyway). */
     uint32_t seen = q->op_word;
     flush(q);
     while (q->op_word == seen) wait_word(q, &q->op_word, &q->op_waiters);
@@ -132,6 +133,8 @@ static void timer_main(void *arg)
         flush(q); /* completions, notifications, and dispatches a callback made room for */
         if (q->timer_quit) break;
         int64_t next = q->heap_n ? q->heap[0]->deadline : PLAT_FOREVER;
+        /* Sampled under the lock: heap_push and close bump timer_word under it, so a change
+         * after the release makes plat_wait return at once. */
         uint32_t seen = q->timer_word;
         plat_lock_release(&q->lock);
         plat_wait(&q->timer_word, seen, next);

@@ -18,6 +18,7 @@ int irpk_req_info_get(irpk_queue *q, irpk_req_handle h, irpk_req_info *info)
         *info = (irpk_req_info){st, r->cancel_req, r->ctx, r->key, r->owner, r->deadline,
                                 q->timed ? plat_now_ns() - r->t_submit : -1};
     }
+    /* No q_leave needed: see irpk_req_is_cancelled. */
     plat_lock_release(&q->lock);
     return r ? 0 : IRPK_QE_STALE;
 }
