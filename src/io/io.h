@@ -11,6 +11,7 @@
 
 #include "ke/ke.h"
 #include "platform/platform.h"
+#include "trace/trace.h"
 
 /* ---- per-IRP private state */
 
@@ -72,8 +73,19 @@ static inline uint32_t io_irp_id(PIRP irp) { return irp ? io_priv(irp)->id : 0; 
  * is written under the cancel lock; this mirror is an atomic written just before it). */
 static inline bool io_irp_cancel_requested(PIRP irp) { return plat_load32(&io_priv(irp)->cancel_requested) != 0; }
 
-/* Record a step in the IRP's history (always on) and, when tracing, a timeline event. */
-void io_irp_step(PIRP irp, io_step step, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Record a step in the IRP's history (always on) and, when tracing, a timeline event. A macro:
+ * with tracing off the detail's format arguments are not evaluated and no variadic call is
+ * made (the history costs one atomic increment and a store per step). */
+void io__irp_step(PIRP irp, io_step step);
+void io__irp_step_trace(PIRP irp, io_step step, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define io_irp_step(irp, step, ...)                                                          \
+    do {                                                                                     \
+        PIRP io_step_irp_ = (irp);                                                           \
+        io_step io_step_step_ = (step);                                                      \
+        io__irp_step(io_step_irp_, io_step_step_);                                           \
+        if (trace_enabled()) io__irp_step_trace(io_step_irp_, io_step_step_, __VA_ARGS__);   \
+    } while (0)
 /* A step with no detail. */
 static inline void io_irp_mark(PIRP irp, io_step step) { io_irp_step(irp, step, "%s", ""); }
 /* Name of a step ("queued", "handed to StartIo", …) and the routine that performs it. */

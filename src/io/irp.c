@@ -152,9 +152,26 @@ void io_lookaside_drain(void)
 long io_irps_live(void) { return plat_bk_load32(&live_irps); }
 
 /* Zero the packet and set the fields IoInitializeIrp defines (NT_SEMANTICS.md §6.1). */
+static void irp_format_fields(PIRP irp, USHORT size, CCHAR stack);
+
 static void irp_format(PIRP irp, USHORT size, CCHAR stack)
 {
     memset(irp, 0, size);
+    irp_format_fields(irp, size, stack);
+}
+
+/* IoReuseIrp: zero everything but the private block, which other threads may be updating
+ * atomically right now (references taken by IoCancelIrp / io_irp_ref, the history). */
+static void irp_format_keep_private(PIRP irp, USHORT size, CCHAR stack)
+{
+    size_t from = offsetof(IRP, IrpkPrivate), to = from + sizeof irp->IrpkPrivate;
+    memset(irp, 0, from);
+    memset((char *)irp + to, 0, size - to);
+    irp_format_fields(irp, size, stack);
+}
+
+static void irp_format_fields(PIRP irp, USHORT size, CCHAR stack)
+{
     irp->Type = IO_TYPE_IRP;
     irp->Size = size;
     irp->StackCount = stack;
@@ -204,11 +221,10 @@ VOID IoReuseIrp(PIRP Irp, NTSTATUS Iostatus)
                             "IoReuseIrp on IRP#%u with a cancel routine set or still on a thread "
                             "list: reuse only a completed, non-cancelable IRP.",
                             io_irp_id(Irp));
-    /* The private block survives (references held by others, id, history). */
-    io_irp_priv keep = *io_priv(Irp);
+    /* The private block survives in place (references held by others, id, history): copying
+     * it out and back would undo a reference taken meanwhile. */
     UCHAR flags = Irp->AllocationFlags;
-    irp_format(Irp, Irp->Size, Irp->StackCount);
-    *io_priv(Irp) = keep;
+    irp_format_keep_private(Irp, Irp->Size, Irp->StackCount);
     plat_store32(&io_priv(Irp)->cancel_requested, 0); /* Cancel is reset by reuse */
     Irp->AllocationFlags = flags;
     Irp->IoStatus.Status = Iostatus;
@@ -305,20 +321,26 @@ const char *io_step_routine(io_step s)
     return (unsigned)s < IO_STEP_COUNT ? steps[s].routine : "?";
 }
 
-void io_irp_step(PIRP irp, io_step step, const char *fmt, ...)
+void io__irp_step(PIRP irp, io_step step)
 {
     plat_thread *t = plat_self();
-    bool tracing = trace_enabled();
-    trace_note_thread();
-    uint64_t us = tracing ? (uint64_t)trace_now() / 1000u : 0;
+    trace_note_thread(); /* the history names threads by id */
+    uint64_t us = trace_enabled() ? (uint64_t)trace_now() / 1000u : 0;
     uint64_t word = (uint64_t)step | (uint64_t)t->irql << 8 | (uint64_t)(t->id & 0xFFFF) << 16 |
                     us << 32;
     io_irp_priv *p = io_priv(irp);
+    /* The increment is atomic: two threads may step one IRP at once (a cancel racing its
+     * completion), and each must get its own entry. The entry itself is a relaxed store: only
+     * reports read it, and a report racing the step may show the older entry. */
     int32_t i = plat_bk_fetch_add32(&p->hist_next, 1);
-    plat_bk_store64(&p->hist[i % IO_HISTORY_LEN], (int64_t)word);
+    plat_bk_store64_relaxed(&p->hist[i % IO_HISTORY_LEN], (int64_t)word);
     /* Verifier: the driver routine this step happened in (threads it has state for). */
     if (t->ext[PLAT_EXT_VERIFY]) vrf_step_context(t, p, i);
-    if (!tracing) return;
+}
+
+void io__irp_step_trace(PIRP irp, io_step step, const char *fmt, ...)
+{
+    io_irp_priv *p = io_priv(irp);
     char detail[64];
     va_list ap;
     va_start(ap, fmt);

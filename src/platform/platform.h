@@ -259,6 +259,8 @@ static inline int32_t plat_bk_cas32(volatile int32_t *p, int32_t expected, int32
 }
 static inline int64_t plat_bk_load64(const volatile int64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void plat_bk_store64(volatile int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+/* Relaxed: for records only reports read (a plain store on x86, no fence). */
+static inline void plat_bk_store64_relaxed(volatile int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline int64_t plat_bk_fetch_add64(volatile int64_t *p, int64_t v) /* returns old */
 {
     return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);

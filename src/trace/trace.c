@@ -9,7 +9,7 @@
 
 /* Recording is instrumentation: every atomic and lock here is a bookkeeping one (plat_bk_*,
  * platform.h), never a scheduling point, so tracing does not change what the explorer explores. */
-static int32_t enabled;
+int32_t trace__on;
 static int64_t epoch_ns = -1;
 /* ring_lock guards the ring; a leaf lock (only memcpy under it). */
 static plat_lockword ring_lock;
@@ -35,8 +35,7 @@ static void trace_reset(void)
 
 __attribute__((constructor)) static void trace_register_reset(void) { plat_on_reset(trace_reset); }
 
-void trace_enable(bool on) { plat_bk_store32(&enabled, on ? 1 : 0); }
-bool trace_enabled(void) { return plat_bk_load32(&enabled) != 0; }
+void trace_enable(bool on) { plat_bk_store32(&trace__on, on ? 1 : 0); }
 
 int64_t trace_now(void)
 {
@@ -49,11 +48,10 @@ int64_t trace_now(void)
     return plat_now_ns() - e;
 }
 
-void trace_note_thread(void)
+/* The slow half of trace_note_thread (trace.h): ext[PLAT_EXT_TRACE] is this thread's own, so
+ * the inline "already noted" check needs no lock. */
+void trace__note_thread(plat_thread *t)
 {
-    plat_thread *t = plat_self();
-    /* ext[PLAT_EXT_TRACE] is this thread's own: the fast check needs no lock. */
-    if (t->ext[PLAT_EXT_TRACE] == (void *)&names[t->id % NAME_SLOTS]) return;
     plat_bk_lock_acquire(&names_lock);
     names[t->id % NAME_SLOTS].tid = t->id;
     memcpy(names[t->id % NAME_SLOTS].name, t->name, PLAT_NAME_MAX);
@@ -95,10 +93,9 @@ static void ring_push(const trace_event *ev)
     plat_bk_lock_release(&ring_lock);
 }
 
-void trace_emit(trace_phase phase, const char *routine, uint32_t irp_id, uint8_t depth,
-                const char *fmt, ...)
+void trace__emit(trace_phase phase, const char *routine, uint32_t irp_id, uint8_t depth,
+                 const char *fmt, ...)
 {
-    if (!trace_enabled()) return;
     plat_thread *t = plat_self();
     trace_note_thread();
     trace_event ev = {.t_ns = trace_now(), .tid = t->id, .irp_id = irp_id, .irql = t->irql,

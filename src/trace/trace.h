@@ -35,11 +35,18 @@ typedef struct trace_event {
 
 /* Switch recording on/off (does not clear). */
 void trace_enable(bool on);
-bool trace_enabled(void);
+extern int32_t trace__on __attribute__((visibility("hidden"))); /* trace_enable's switch */
+/* Inline: with recording off, every trace point costs a load and a branch. */
+static inline bool trace_enabled(void) { return plat_bk_load32(&trace__on) != 0; }
 
-/* Record one event from the calling thread. */
-void trace_emit(trace_phase phase, const char *routine, uint32_t irp_id, uint8_t depth,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Record one event from the calling thread. A macro, so that with recording off neither the
+ * call nor its arguments (formatting, depth lookups) are evaluated. */
+void trace__emit(trace_phase phase, const char *routine, uint32_t irp_id, uint8_t depth,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define trace_emit(...)                                                                      \
+    do {                                                                                     \
+        if (trace_enabled()) trace__emit(__VA_ARGS__);                                       \
+    } while (0)
 
 /* Nanoseconds since the trace epoch (first use or last trace_clear / reset). */
 int64_t trace_now(void);
@@ -52,8 +59,14 @@ uint64_t trace_dropped(void);
 /* Forget all events and restart the clock. */
 void trace_clear(void);
 
-/* Remember the calling thread's name for later lookups by id (cheap after the first call). */
-void trace_note_thread(void);
+/* Remember the calling thread's name for later lookups by id (inline check after the first
+ * call: the thread record points at its name slot once noted). */
+void trace__note_thread(plat_thread *t);
+static inline void trace_note_thread(void)
+{
+    plat_thread *t = plat_self();
+    if (!t->ext[PLAT_EXT_TRACE]) trace__note_thread(t);
+}
 /* The name recorded for a thread id ("thread-<id>" when unknown); writes into buf. */
 const char *trace_thread_name(uint32_t tid, char *buf, size_t n);
 
