@@ -17,6 +17,27 @@
  * IrpListLock (see user.h) and nothing else is taken under it. */
 static plat_lockword registry_lock;
 static LIST_ENTRY io_threads = {&io_threads, &io_threads};
+/* Which backend's threads the list holds: set by the reset to the mode it starts. */
+static plat_mode_kind registry_mode = PLAT_NATIVE;
+
+/* Before each explorer execution and after the exploration (user_reset). An explorer
+ * execution's ETHREADs lived in its arena, already released: the list is just forgotten. Native
+ * threads (registered before the exploration, still alive) are unlinked and marked unregistered
+ * so that their next request registers them again and their exit unlinks nothing stale. */
+void user_cancel_reset(void)
+{
+    if (registry_mode == PLAT_NATIVE) {
+        for (PLIST_ENTRY le = io_threads.Flink, next; le != &io_threads; le = next) {
+            next = le->Flink;
+            PETHREAD e = CONTAINING_RECORD(le, struct _ETHREAD, User.Link);
+            InitializeListHead(&e->User.Link);
+            e->User.Registered = FALSE;
+        }
+    }
+    InitializeListHead(&io_threads);
+    plat_lock_init(&registry_lock);
+    registry_mode = plat_mode();
+}
 
 void user_register_thread(PETHREAD e)
 {

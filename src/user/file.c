@@ -100,11 +100,13 @@ static void file_delete(void *body)
  * deferred after that exchange links the file again — safely, the link was already read — and
  * its reference keeps the file alive through the worker's drops. */
 
-/* defer_lock guards the list and the wake word; a leaf lock. */
+/* defer_lock guards the list, the wake word and the stop flag; a leaf lock. */
 static plat_lockword defer_lock;
 static user_file *defer_head;
 static volatile uint32_t defer_word; /* bumped on every push (the worker waits on it) */
+static int32_t worker_stop;          /* quiesce: drain, then exit */
 static volatile int32_t worker_started;
+static plat_thread *volatile worker_thread; /* set by the starter once started */
 
 static void io_worker(void *arg)
 {
@@ -114,8 +116,10 @@ static void io_worker(void *arg)
         user_file *list = defer_head;
         defer_head = NULL;
         uint32_t seen = defer_word;
+        bool stop = worker_stop != 0;
         plat_lock_release(&defer_lock);
         if (!list) {
+            if (stop) return;
             /* A push after we read `seen` changes the word, so this wait cannot miss it. */
             plat_wait(&defer_word, seen, PLAT_FOREVER);
             continue;
@@ -127,6 +131,43 @@ static void io_worker(void *arg)
                 ObDereferenceObject(&uf->fo); /* PASSIVE_LEVEL, no lock held: CLOSE may run */
         }
     }
+}
+
+/* plat_on_quiesce: stop the native I/O worker (after it sent every CLOSE it owes); it starts
+ * again on demand. The explorer calls this before each exploration — a native worker woken
+ * while fibers run would take the explorer's locks from a foreign OS thread — and so does
+ * irpk_runtime_shutdown. ke's DPC and timer threads are stopped first: a DPC completing a
+ * file's last request defers its release to this worker. */
+static void worker_quiesce(void)
+{
+    if (!plat_load32(&worker_started)) return;
+    ke_stop_service_threads();
+    plat_thread *t;
+    while (!(t = plat_load_ptr((void *const volatile *)&worker_thread))) plat_yield(); /* being started */
+    plat_lock_acquire(&defer_lock);
+    worker_stop = 1;
+    plat_fetch_add32((volatile int32_t *)&defer_word, 1);
+    plat_lock_release(&defer_lock);
+    plat_wake(&defer_word, INT32_MAX);
+    plat_thread_join(t);
+    plat_lock_acquire(&defer_lock);
+    worker_stop = 0;
+    plat_lock_release(&defer_lock);
+    plat_store_ptr((void *volatile *)&worker_thread, NULL);
+    plat_store32(&worker_started, 0);
+}
+
+/* Part of user_reset (init.c): an execution starts with no worker and nothing deferred. The
+ * quiesce above stopped a native worker before the exploration; an explorer worker is a fiber
+ * that ended with its execution. */
+void user_file_reset(void)
+{
+    plat_lock_init(&defer_lock);
+    defer_head = NULL;
+    plat_bk_store32((volatile int32_t *)&defer_word, 0);
+    worker_stop = 0;
+    plat_bk_store32(&worker_started, 0);
+    plat_bk_store_ptr((void *volatile *)&worker_thread, NULL);
 }
 
 void user_file_release(user_file *uf)
@@ -146,8 +187,12 @@ void user_file_release(user_file *uf)
         plat_lock_release(&defer_lock);
     }
     if (!plat_load32(&worker_started) && plat_cas32(&worker_started, 0, 1) == 0) {
-        if (!plat_thread_start(io_worker, NULL, "I/O worker", PLAT_THREAD_SYSTEM | PLAT_THREAD_DETACHED))
-            plat_panic("user: cannot start the I/O worker thread");
+        if (plat_mode() == PLAT_NATIVE) plat_on_quiesce(worker_quiesce);
+        /* Joined by worker_quiesce (natively); under the explorer a system fiber that ends with
+         * its execution. */
+        plat_thread *t = plat_thread_start(io_worker, NULL, "I/O worker", PLAT_THREAD_SYSTEM);
+        if (!t) plat_panic("user: cannot start the I/O worker thread");
+        plat_store_ptr((void *volatile *)&worker_thread, t);
     }
     plat_wake(&defer_word, 1);
 }

@@ -19,12 +19,13 @@ int64_t user_cfg_exit_timeout_ms(void) { return plat_load64(&cfg_exit_timeout_ms
 int64_t user_cfg_cancel_poll_ms(void) { return plat_load64(&cfg_cancel_poll_ms); }
 int64_t user_cfg_hang_report_ms(void) { return plat_load64(&cfg_hang_report_ms); }
 
+/* Bookkeeping store: start-up must add no scheduling point (see user_init_once). */
 static void env_ms(const char *name, volatile int64_t *cell, bool zero_ok)
 {
     const char *s = getenv(name);
     if (!s || !*s) return;
     long v = strtol(s, NULL, 10);
-    if (v > 0 || (zero_ok && v == 0)) plat_store64(cell, v);
+    if (v > 0 || (zero_ok && v == 0)) plat_bk_store64(cell, v);
 }
 
 void irpk_user_get_config(irpk_user_config *out)
@@ -57,9 +58,24 @@ void irpk_user_get_stats(irpk_user_stats *out)
     out->dropped = plat_load32(&user_dropped);
 }
 
-/* ---- start-up */
+/* ---- start-up
+ *
+ * The first service call initialises the layer. Under the explorer that first call may come
+ * from inside an execution, and an execution must run the same steps however often it is
+ * repeated (a replay compares trace hashes step by step): so start-up adds no scheduling point
+ * — the state word and the configuration use bookkeeping atomics, the exit-hook registration
+ * and the per-thread state of ke, io and the verifier are point-free, and the completion
+ * hand-off is installed by the reset below (before every execution, outside any simulated
+ * thread) as well as here. */
 
-static volatile int32_t init_state; /* 0 not started, 1 in progress, 2 done */
+static volatile int32_t init_state;        /* 0 not started, 1 in progress, 2 done */
+static volatile int32_t handoff_installed; /* io's completion hand-off points at ours */
+
+static void install_handoff(void)
+{
+    io_set_completion_handoff(user_handoff);
+    plat_bk_store32(&handoff_installed, 1);
+}
 
 static void user_init(void)
 {
@@ -75,19 +91,47 @@ static void user_init(void)
     (void)io_self();
     (void)vrf_self();
     plat_on_thread_exit(user_thread_exit);
-    io_set_completion_handoff(user_handoff);
+    if (!plat_bk_load32(&handoff_installed)) install_handoff();
 }
 
 void user_init_once(void)
 {
-    if (plat_load32(&init_state) == 2) return;
-    if (plat_cas32(&init_state, 0, 1) == 0) {
+    if (plat_bk_load32(&init_state) == 2) return;
+    if (plat_bk_cas32(&init_state, 0, 1) == 0) {
         user_init();
-        plat_store32(&init_state, 2);
+        plat_bk_store32(&init_state, 2);
         return;
     }
-    while (plat_load32(&init_state) != 2) plat_yield(); /* another thread is initialising */
+    while (plat_bk_load32(&init_state) != 2) plat_yield(); /* another thread is initialising */
 }
+
+/* ---- per-execution reset (plat_on_reset)
+ *
+ * The explorer runs every function registered with plat_on_reset before each execution (after
+ * releasing the previous execution's memory) and once more when the exploration ends; native
+ * code may call plat_reset_all() for a fresh runtime. This layer's process-wide state is: the
+ * statistics below, the list of threads that issued I/O with its lock (cancel.c), the
+ * completion lock (complete.c), and the I/O worker's list, wake word, lock and thread
+ * (file.c). Everything else lives in objects (file objects, events, IRPs, ETHREADs) that ob,
+ * io and ps allocate with plat_alloc — in explore mode from the execution's arena — and the
+ * handle table, which ob resets. What stays across a reset: the configuration (a setting, not
+ * state), the start-up above (process-wide hook registrations; never undone) and the
+ * hand-off, which the reset installs so that even a first use inside an execution adds no
+ * scheduling point. */
+static void user_reset(void)
+{
+    plat_bk_store32(&user_files_live, 0);
+    plat_bk_store32(&user_files_closing, 0);
+    plat_bk_store32(&user_irps_pending, 0);
+    plat_bk_store32(&user_disassociated, 0);
+    plat_bk_store32(&user_dropped, 0);
+    plat_lock_init(&user_completion_lock);
+    user_cancel_reset();
+    user_file_reset();
+    if (plat_bk_load32(&init_state) == 2 || plat_mode() == PLAT_EXPLORE) install_handoff();
+}
+
+__attribute__((constructor)) static void user_register_reset(void) { plat_on_reset(user_reset); }
 
 /* ---- timeline */
 

@@ -114,6 +114,10 @@ void user_thread_exit(plat_thread *t);
  * disassociate one per poll (IO_DRIVER_CANCEL_TIMEOUT). */
 void user_drain_thread(PETHREAD e);
 
+/* ---- per-execution reset (init.c registers user_reset with plat_on_reset) */
+void user_cancel_reset(void); /* the registry of threads that issued I/O, its lock */
+void user_file_reset(void);   /* the I/O worker: its list, wake word, lock, thread */
+
 /* ---- statistics (irpk_user_stats) */
 extern volatile int32_t user_files_live, user_files_closing, user_irps_pending;
 extern volatile int32_t user_disassociated, user_dropped;
