@@ -189,14 +189,23 @@ static void pct_begin(pct *s, uint64_t exec)
     s->decisions = 0;
 }
 
-/* Highest priority wins; initial priorities are above 2^61, change points drop to 1..d-1. */
+/* Highest priority wins; initial priorities are above 2^61, change points drop to 1..d-1.
+ * A timeout (a timed wait expiring: virtual time jumps to its deadline) is taken only when no
+ * thread can run: otherwise a high-priority thread polling with timed sleeps — CancelIo's
+ * 10 ms poll, a thread-exit drain — would have its timeout chosen over and over while the
+ * thread it waits for (a DPC finishing the IRP) never runs, until its hang report fires after
+ * 10 virtual seconds: a schedule no fair system produces. DFS and random still fire timeouts
+ * early (for DFS that costs a preemption). */
 static int pct_best(pct *s, const plat_explore_decision *d)
 {
-    int best = 0;
+    bool can_run = false;
+    for (unsigned i = 0; i < d->n; i++) can_run |= d->choices[i].kind == PLAT_EXC_RUN;
+    int best = -1;
     for (unsigned i = 0; i < d->n; i++) {
         uint32_t t = d->choices[i].tid;
         if (!s->prio[t]) s->prio[t] = (rng_next(&s->rng) >> 3) | (1ull << 61);
-        if (s->prio[t] > s->prio[d->choices[best].tid]) best = (int)i;
+        if (can_run && d->choices[i].kind != PLAT_EXC_RUN) continue;
+        if (best < 0 || s->prio[t] > s->prio[d->choices[best].tid]) best = (int)i;
     }
     return best;
 }
