@@ -12,13 +12,16 @@
  * STATUS_MORE_PROCESSING_REQUIRED a second IoCompleteRequest would pass unnoticed. */
 #include "explore_hello.h"
 
-#include <ntddk.h>
+#include <ntifs.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "hello_startio.h"
 #include "io/io.h"
 #include "irpkit/explore.h"
 #include "irpkit/thread.h"
+#include "irpkit/user.h"
+#include "ob/ob.h"
 #include "platform/explore.h"
 #include "platform/platform.h"
 
@@ -100,14 +103,173 @@ static void run(BOOLEAN as_written)
 static void sample(void *arg) { (void)arg, run(FALSE); }
 static void sample_as_written(void *arg) { (void)arg, run(TRUE); }
 
-/* Swimlanes: "IRP#2's done event" instead of "obj#7". */
+/* ---- the seed's user program under the explorer (`sample-user`, `sample-user-as-written`)
+ *
+ * The same driver, driven the way the seed's test program drives it, through the NT services
+ * (src/user), every call of them inside explored threads: main opens \??\HelloDDK for
+ * overlapped I/O and starts two readers and a canceller. Each reader creates an event, issues
+ * one 10-byte NtReadFile with that event and a completion APC, says so, and waits alertably
+ * until its APC ran; reader-1 first calls CancelIo (NtCancelIoFile — the line the seed left
+ * commented out), which cancels its own read if it is still queued and otherwise waits until
+ * the device has finished it. The canceller calls CancelIoEx (NtCancelIoFileEx) on reader-2's
+ * request — racing its IoStartPacket, StartIo, the DPC that completes it and the DPC's
+ * IoStartNextPacket. Once both reads were issued, main closes the handle (IRP_MJ_CLEANUP
+ * cancels what is still queued) while they are in flight, joins, waits for IRP_MJ_CLOSE
+ * (irpk_user_flush) and checks:
+ *   - each NtReadFile returned STATUS_PENDING and its completion APC ran exactly once;
+ *   - each IOSB is STATUS_SUCCESS with the 10 bytes of data, or STATUS_CANCELLED with none;
+ *   - CancelIo returned STATUS_SUCCESS, CancelIoEx STATUS_SUCCESS or STATUS_NOT_FOUND (nothing
+ *     to cancel, yet or any more), either STATUS_INVALID_HANDLE if main had closed the handle
+ *     already; NtClose STATUS_SUCCESS;
+ *   - nothing leaks: no handle, file object, pending or dropped request, IRP; the device is
+ *     idle and the driver unloads cleanly.
+ * The verifier watches every step (double completion, cancel-lock misuse, IRQL rules, …); a
+ * lost read leaves its reader waiting forever, which the explorer reports as a deadlock. */
+
+#define READ_SIZE 10
+
+static struct {
+    HANDLE file;
+    HANDLE issued[NIRPS]; /* notification events: set once the reader's NtReadFile returned */
+    IO_STATUS_BLOCK iosb[NIRPS];
+    UCHAR data[NIRPS][READ_SIZE];
+    NTSTATUS returned[NIRPS];
+    int32_t apcs[NIRPS];
+    NTSTATUS cancel_status, close_status, cancelio_status;
+    const void *read_event[NIRPS]; /* the readers' event objects (swimlanes name them) */
+} U;
+
+static VOID NTAPI user_read_apc(PVOID ctx, PIO_STATUS_BLOCK iosb, ULONG reserved)
+{
+    UNREFERENCED_PARAMETER(iosb);
+    UNREFERENCED_PARAMETER(reserved);
+    U.apcs[(intptr_t)ctx]++; /* runs in the reader itself, at its alertable wait */
+}
+
+/* vCPUs: the DPC threads of the default two vCPUs run on 0 and 1. Every thread here gets a
+ * vCPU of its own above those (a DPC still lands on vCPU k % 2): ke's dispatcher lock and this
+ * layer's leaf locks are taken at PASSIVE_LEVEL (Windows raises IRQL for them), so a DPC that
+ * shares a PASSIVE thread's vCPU could run at DISPATCH_LEVEL while that thread holds one across
+ * a scheduling point (KeSetEvent's wake-up) and spin on it: a deadlock Windows cannot have. */
+enum { USER_VCPU_MAIN = NIRPS, USER_VCPU_READER = NIRPS + 1, USER_VCPU_CANCELLER = 2 * NIRPS + 1 };
+
+static void user_reader(void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+    own_vcpu((uint8_t)(USER_VCPU_READER + i));
+    HANDLE event;
+    LARGE_INTEGER offset;
+    offset.QuadPart = 0;
+    IRPK_EXPLORE_CHECK(NtCreateEvent(&event, EVENT_ALL_ACCESS, NULL, SynchronizationEvent, FALSE) == STATUS_SUCCESS);
+    void *body;
+    if (NT_SUCCESS(ob_reference_handle(event, NULL, &body, NULL))) {
+        U.read_event[i] = body; /* alive while the handle is open */
+        ObDereferenceObject(body);
+    }
+    U.returned[i] = NtReadFile(U.file, event, user_read_apc, (PVOID)i, &U.iosb[i], U.data[i], READ_SIZE, &offset,
+                               NULL);
+    NtSetEvent(U.issued[i], NULL);
+    if (i == 0) { /* the seed's commented-out CancelIo: waits until the read completed */
+        IO_STATUS_BLOCK ciosb;
+        U.cancelio_status = NtCancelIoFile(U.file, &ciosb);
+    }
+    /* The hand-off sets the event, then queues the APC; an alertable wait runs the APC (the
+     * event is auto-reset, so once it was consumed the wait sleeps until the APC arrives). */
+    if (U.returned[i] == STATUS_PENDING)
+        while (plat_load32(&U.apcs[i]) == 0) NtWaitForSingleObject(event, TRUE, NULL);
+    U.read_event[i] = NULL;
+    NtClose(event);
+}
+
+static void user_canceller(void *arg)
+{
+    (void)arg;
+    own_vcpu(USER_VCPU_CANCELLER);
+    IO_STATUS_BLOCK iosb;
+    U.cancel_status = NtCancelIoFileEx(U.file, &U.iosb[NIRPS - 1], &iosb); /* CancelIoEx(h, &ov2) */
+}
+
+static void run_user(BOOLEAN as_written)
+{
+    memset(&U, 0, sizeof U);
+    own_vcpu(USER_VCPU_MAIN);
+    HELLO_CONFIG cfg = {as_written, 0};
+    HelloSetConfig(&cfg);
+    UNICODE_STRING driver_name = RTL_CONSTANT_STRING(L"\\Driver\\HelloStartIo");
+    IRPK_EXPLORE_CHECK(NT_SUCCESS(IoCreateDriver(&driver_name, HelloDriverEntry)));
+    dev = io_lookup_device(HELLO_DEVICE_NAME);
+    IRPK_EXPLORE_CHECK(dev != NULL);
+    UNICODE_STRING name = RTL_CONSTANT_STRING(HELLO_DDK_LINK_NAME);
+    OBJECT_ATTRIBUTES oa;
+    IO_STATUS_BLOCK iosb;
+    InitializeObjectAttributes(&oa, &name, OBJ_CASE_INSENSITIVE, NULL, NULL);
+    IRPK_EXPLORE_CHECK(NtCreateFile(&U.file, GENERIC_READ | SYNCHRONIZE, &oa, &iosb, NULL, FILE_ATTRIBUTE_NORMAL, 0,
+                                    FILE_OPEN, 0 /* overlapped */, NULL, 0) == STATUS_SUCCESS);
+    for (int i = 0; i < NIRPS; i++) {
+        U.iosb[i].Status = -1; /* not written by any completion yet */
+        IRPK_EXPLORE_CHECK(NtCreateEvent(&U.issued[i], EVENT_ALL_ACCESS, NULL, NotificationEvent, FALSE) ==
+                           STATUS_SUCCESS);
+    }
+    irpk_thread *t[NIRPS + 1];
+    static const char *const names[NIRPS] = {"reader-1", "reader-2"};
+    for (int i = 0; i < NIRPS; i++) t[i] = irpk_thread_start(user_reader, (void *)(intptr_t)i, names[i]);
+    t[NIRPS] = irpk_thread_start(user_canceller, NULL, "canceller");
+    NtWaitForMultipleObjects(NIRPS, U.issued, WaitAll, FALSE, NULL);
+    U.close_status = NtClose(U.file); /* IRP_MJ_CLEANUP now, IRP_MJ_CLOSE after the last read */
+    for (int i = 0; i <= NIRPS; i++) irpk_thread_join(t[i]);
+    for (int i = 0; i < NIRPS; i++) NtClose(U.issued[i]);
+    IRPK_EXPLORE_CHECK(irpk_user_flush(-1) == 0);
+    for (int i = 0; i < NIRPS; i++) {
+        if (U.returned[i] != STATUS_PENDING)
+            irpk_explore_fail("reader-%d: NtReadFile returned 0x%08X, not STATUS_PENDING", i + 1,
+                              (unsigned)U.returned[i]);
+        if (U.apcs[i] != 1)
+            irpk_explore_fail("reader-%d: the read's completion APC ran %d times", i + 1, (int)U.apcs[i]);
+        NTSTATUS st = U.iosb[i].Status;
+        ULONG_PTR n = U.iosb[i].Information;
+        if (!(st == STATUS_SUCCESS && n == READ_SIZE && !memcmp(U.data[i], "hello from", READ_SIZE)) &&
+            !(st == STATUS_CANCELLED && n == 0))
+            irpk_explore_fail("reader-%d: the read ended with IOSB 0x%08X, %lu bytes", i + 1, (unsigned)st,
+                              (unsigned long)n);
+    }
+    IRPK_EXPLORE_CHECK(U.cancel_status == STATUS_SUCCESS || U.cancel_status == STATUS_NOT_FOUND ||
+                       U.cancel_status == STATUS_INVALID_HANDLE); /* after main's NtClose */
+    IRPK_EXPLORE_CHECK(U.cancelio_status == STATUS_SUCCESS || U.cancelio_status == STATUS_INVALID_HANDLE);
+    IRPK_EXPLORE_CHECK(U.close_status == STATUS_SUCCESS);
+    irpk_user_stats us;
+    irpk_user_get_stats(&us);
+    if (us.files_live || us.files_closing || us.irps_pending || us.dropped || us.disassociated ||
+        ob_open_handles())
+        irpk_explore_fail("leak: %ld file objects (%ld closing), %ld requests pending, %ld dropped, %ld "
+                          "disassociated, %ld handles",
+                          us.files_live, us.files_closing, us.irps_pending, us.dropped, us.disassociated,
+                          (long)ob_open_handles());
+    if (dev->CurrentIrp || dev->DeviceQueue.Busy)
+        irpk_explore_fail("the device is not idle at the end: CurrentIrp IRP#%u, device queue %s",
+                          io_irp_id(dev->CurrentIrp), dev->DeviceQueue.Busy ? "busy" : "idle");
+    IRPK_EXPLORE_CHECK(io_unload_driver(dev->DriverObject) == 0);
+    /* After the unload: the verifier keeps a reference on the IRP StartIo last saw as current
+     * until the device's next StartIo or IoStartNextPacket, or its deletion — when a cancel
+     * routine's IoStartNextPacket ran before a late StartIo call, that is the deletion. */
+    if (io_irps_live()) irpk_explore_fail("leak: %ld IRPs still allocated after the unload", io_irps_live());
+}
+
+static void sample_user(void *arg) { (void)arg, run_user(FALSE); }
+static void sample_user_as_written(void *arg) { (void)arg, run_user(TRUE); }
+
+/* Swimlanes: "IRP#2's done event" instead of "obj#7"; "reader-2's read event". */
 static bool describe_events(const void *obj, char *buf, size_t n)
 {
-    for (int i = 0; i < NIRPS; i++)
+    for (int i = 0; i < NIRPS; i++) {
         if (obj == (const void *)&done[i] && irps[i]) {
             snprintf(buf, n, "IRP#%u's done event", io_irp_id(irps[i]));
             return true;
         }
+        if (obj && obj == U.read_event[i]) {
+            snprintf(buf, n, "reader-%d's read event", i + 1);
+            return true;
+        }
+    }
     return false;
 }
 
@@ -120,6 +282,12 @@ void irpk_explore_hello_register(void)
         {"sample-as-written",
          "the seed's sample as written: an IRP cancelled before IoStartPacket is lost (its reader waits forever)",
          sample_as_written, IRPK_FAILURE_DEADLOCK, "deadlock"},
+        {"sample-user",
+         "the seed's user program (NT services) on the corrected sample: 2 overlapped reads, CancelIo, CancelIoEx, NtClose",
+         sample_user, IRPK_FAILURE_NONE, NULL},
+        {"sample-user-as-written",
+         "the seed's user program on the sample as written: a read CancelIoEx hits before IoStartPacket is lost",
+         sample_user_as_written, IRPK_FAILURE_DEADLOCK, "deadlock"},
     };
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) irpk_explore_register_scenario(&s[i]);
 }
