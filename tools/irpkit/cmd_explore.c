@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "explore_csq.h"
 #include "explore_hello.h"
 #include "explore/scenarios.h"
 #include "irpkit/explore.h"
@@ -317,7 +318,8 @@ int irpk_cmd_explore(int argc, char **argv)
 {
     cli_opts o;
     memset(&o, 0, sizeof o);
-    irpk_explore_hello_register(); /* `sample`, `sample-as-written`: the example driver itself */
+    irpk_explore_hello_register(); /* `sample`, `sample-user` and their as-written twins */
+    irpk_explore_csq_register();   /* `csq-startio`: examples/csq_startio's driver itself */
     int p = parse_args(argc, argv, &o);
     if (p == 0 && load_objects(&o) != 0) return 2;
     if (p != 0 || o.list) {

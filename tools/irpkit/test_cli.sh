@@ -30,6 +30,29 @@ explore-mutant)
 explore-sample)
     "$irpkit" explore --bound 1 sample >"$out" 2>&1 || fail "the corrected sample must have no failure"
     expect "no failure within bound 1" ;;
+explore-list)
+    "$irpkit" explore --list >"$out" 2>&1 || fail "irpkit explore --list exited non-zero"
+    for name in sample sample-as-written sample-user sample-user-as-written csq csq-context csq-startio r1-mutant; do
+        grep -q "^  $name " "$out" || fail "missing from --list: $name"
+    done ;;
+explore-csq-startio)
+    "$irpkit" explore --bound 0 csq-startio >"$out" 2>&1 || fail "csq-startio must have no failure"
+    expect "no failure within bound 0"
+    expect "exhaustive"
+    "$irpkit" explore --strategy random --max-executions 300 csq-startio >"$out" 2>&1 ||
+        fail "csq-startio must have no failure (random)"
+    expect "executions: 300," ;;
+explore-user)
+    "$irpkit" explore --bound 0 sample-user >"$out" 2>&1 || fail "sample-user must have no failure"
+    expect "no failure within bound 0"
+    "$irpkit" explore sample-user-as-written >"$out" 2>&1
+    [ $? -eq 1 ] || fail "sample-user-as-written must give a counterexample (exit 1)"
+    expect "FAILURE: deadlock"
+    expect "reader-2 parked in KeWait reader-2's read event"
+    sched=$(sed -n 's/^schedule: //p' "$out" | head -1)
+    "$irpkit" explore --replay "$sched" sample-user-as-written >"$out" 2>&1
+    [ $? -eq 1 ] || fail "replaying the counterexample must reproduce it"
+    expect "reader-2 parked in KeWait reader-2's read event" ;;
 explore-load)
     buggy=$3 fixed=$4
     "$irpkit" explore --load "$buggy" my-driver >"$out" 2>&1
