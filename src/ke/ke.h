@@ -39,7 +39,11 @@ void ke_init_dispatcher_header(DISPATCHER_HEADER *header, UCHAR type, LONG state
  * plat_now_ns deadline; PLAT_FOREVER for NULL. */
 int64_t ke_timeout_to_deadline(const LARGE_INTEGER *timeout);
 
-/* ---- DPC and timer observers (trace / timeline), all optional */
+/* ---- DPC and timer observers (trace / timeline), all optional. dpc_begin/dpc_end run on the
+ * DPC thread around the routine, with no lock held. timer_fired runs on the timer thread
+ * inside the expiry, with the timer lock held: the KTIMER is live and its fields stable, but
+ * the callback must not call timer routines (it would self-deadlock) and should take only
+ * leaf locks (the trace's bookkeeping locks). */
 typedef struct ke_observer {
     void (*dpc_begin)(PKDPC dpc, PKDEFERRED_ROUTINE routine);
     void (*dpc_end)(PKDEFERRED_ROUTINE routine);

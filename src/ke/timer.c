@@ -3,18 +3,40 @@
  * plat_now_ns() instants (virtual in explore mode, so expiry there is a scheduling choice). */
 #include "ke/ke.h"
 
-/* timer_lock guards the armed list and every KTIMER's TimerListEntry/DueTime/Header.Inserted.
- * Lock order: timer_lock → dispatcher lock (the signal state is changed under timer_lock, so
- * "arm + reset" in KeSetTimerEx and "unlink + signal" at expiry are each atomic: an expiry can
- * never be wiped out by the reset of the arming that caused it). timer_lock is never held while
- * taking a DPC queue lock or calling the observer: expiry queues the DPC after releasing it. */
+/* timer_lock guards the armed list and every KTIMER's TimerListEntry/DueTime/Dpc/Period/
+ * Header.Inserted.
+ * Lock order: timer_lock → dispatcher lock, and timer_lock → DPC start_lock → DPC queue lock.
+ *   - The signal state is changed under timer_lock, so "arm + reset" in KeSetTimerEx and
+ *     "unlink + signal" at expiry are each atomic: an expiry can never be wiped out by the reset
+ *     of the arming that caused it.
+ *   - Expiry queues the timer's DPC before releasing timer_lock ("unlink + signal + queue the
+ *     DPC" is one step, as in NT, where KeCancelTimer returning FALSE means the DPC has been
+ *     queued). A KeCancelTimer that follows therefore sees the DPC queued, and the
+ *     KeFlushQueuedDpcs after it waits for it: once both returned the DPC is neither queued,
+ *     running nor about to be queued. Queueing after the release (as before) let "KeCancelTimer;
+ *     KeFlushQueuedDpcs; free" finish first and the timer thread insert a freed KDPC.
+ *   - Safe against deadlock: dpc.c's locks are leaves with respect to timer_lock — a DPC queue
+ *     lock is held only around list/counter updates (no callout), start_lock only around
+ *     starting a DPC thread and in ke_dpc_shutdown, which ke_stop_service_threads calls after
+ *     ke_timer_shutdown, never under it. DPC routines run with no DPC lock held, so one that
+ *     calls KeSetTimer/KeCancelTimer takes timer_lock with nothing else held. The dispatcher
+ *     lock is likewise never held while taking timer_lock (wait.c calls no timer routine).
+ * The observer's timer_fired is called under timer_lock too: it may read the KTIMER (its Dpc
+ * and Period are stable, and the timer cannot be cancelled and freed meanwhile); it must not
+ * call timer routines. The trace observer only takes its bookkeeping leaf locks. */
 static plat_lockword timer_lock;
 static LIST_ENTRY armed = {&armed, &armed};
 static uint32_t armed_seq; /* bumped when the earliest due time may have changed */
 static int32_t n_armed;
 static int32_t stop;
 static plat_thread *timer_thread;
+/* The timer thread: 0 stopped, 1 being started, 2 running (ensure_thread). */
 static int32_t initialized;
+/* The timer thread was started at least once since the last reset (every arming starts it
+ * first, so nothing can be armed while this is 0; cleared only by reset_timers). KeCancelTimer
+ * and the leak checks gate on this, not on `initialized`: ke_timer_shutdown stops the thread
+ * but leaves armed timers linked, and they must still be cancellable and counted afterwards. */
+static int32_t ever_started;
 
 static void reset_timers(void)
 {
@@ -25,6 +47,7 @@ static void reset_timers(void)
     stop = 0;
     timer_thread = NULL;
     initialized = 0;
+    ever_started = 0;
 }
 
 static int64_t due_ns(PKTIMER t) { return (int64_t)t->DueTime.QuadPart; }
@@ -46,7 +69,8 @@ static void unlink_timer(PKTIMER t)
     n_armed--;
 }
 
-/* After the expiry was signalled under timer_lock: observer and DPC, with no lock held. */
+/* The expiry of t, with timer_lock held (see the lock order above): the observer, then the
+ * DPC. Both under the lock, so a KeCancelTimer that follows finds the DPC already queued. */
 static void fire(PKTIMER t, PKDPC dpc)
 {
     const ke_observer *obs = plat_bk_load_ptr((void *const volatile *)&ke_observer_current);
@@ -70,9 +94,7 @@ static void timer_main(void *arg)
                     insert_sorted(t);
                 }
                 ke_signal_object(&t->Header, 1);
-                plat_lock_release(&timer_lock);
-                fire(t, dpc);
-                plat_lock_acquire(&timer_lock);
+                fire(t, dpc); /* still under timer_lock: one step with the unlink + signal */
                 continue;
             }
         }
@@ -95,6 +117,9 @@ static void ensure_thread(void)
     if (plat_cas32(&initialized, 0, 1) == 0) {
         plat_on_reset(reset_timers);
         plat_on_quiesce(ke_stop_service_threads);
+        /* Before any timer can be linked (every arming calls ensure_thread first), and before
+         * `initialized` reads 2: whoever sees a timer armed sees ever_started set. */
+        plat_store32(&ever_started, 1);
         timer_thread = plat_thread_start(timer_main, NULL, "timer", PLAT_THREAD_SYSTEM);
         if (!timer_thread) plat_panic("cannot start the timer thread");
         plat_store32(&initialized, 2);
@@ -146,7 +171,9 @@ BOOLEAN KeSetTimer(PKTIMER Timer, LARGE_INTEGER DueTime, PKDPC Dpc)
 
 BOOLEAN KeCancelTimer(PKTIMER Timer)
 {
-    if (plat_load32(&initialized) != 2) return FALSE; /* nothing was ever armed */
+    /* Not `initialized`: a timer armed before irpk_runtime_shutdown stays linked after the
+     * thread stopped, and must still be unlinked here (its owner frees it next). */
+    if (!plat_load32(&ever_started)) return FALSE; /* nothing was ever armed */
     plat_point("KeCancelTimer", Timer);
     plat_lock_acquire(&timer_lock);
     BOOLEAN was = Timer->Header.Inserted;
@@ -163,7 +190,7 @@ BOOLEAN KeReadStateTimer(PKTIMER Timer)
 
 int ke_timers_set(void)
 {
-    if (plat_load32(&initialized) != 2) return 0;
+    if (!plat_load32(&ever_started)) return 0; /* also counts timers left armed by a shutdown */
     plat_lock_acquire(&timer_lock);
     int n = n_armed;
     plat_lock_release(&timer_lock);
@@ -172,7 +199,7 @@ int ke_timers_set(void)
 
 PKTIMER ke_timer_set_in(const void *lo, const void *hi)
 {
-    if (plat_load32(&initialized) != 2) return NULL;
+    if (!plat_load32(&ever_started)) return NULL; /* also finds timers left armed by a shutdown */
     PKTIMER found = NULL;
     plat_lock_acquire(&timer_lock);
     for (PLIST_ENTRY e = armed.Flink; e != &armed && !found; e = e->Flink) {
