@@ -7,15 +7,22 @@
 
 #define MAX_VCPUS 64
 
+/* KeFlushQueuedDpcs links one of these at the tail of a queue and waits until the queue's
+ * thread reaches it: a KDPC with this Type (never a real one's: DpcObject is 19) and no
+ * routine, on the flusher's stack. SystemArgument1 turns non-NULL when it was reached. */
+#define DPC_FLUSH_MARKER 0xFF
+
 typedef struct dpc_queue {
-    plat_lockword lock; /* guards list, seq counters, stop; leaf lock, no callouts under it */
-    LIST_ENTRY list;
-    uint32_t work_seq;  /* bumped on insert/stop; the DPC thread waits on it */
-    int64_t inserted;   /* DPCs ever inserted (for KeFlushQueuedDpcs) */
-    int64_t finished;   /* DPCs ever run or removed */
-    uint32_t done_seq;  /* bumped when `finished` grows; flushers wait on it */
+    plat_lockword lock; /* guards list, counters, stop, flush markers; leaf lock, no callouts */
+    LIST_ENTRY list;    /* queued DPCs and flush markers, in run order */
+    /* The seq words are waited on with plat_wait, which reads them without the lock: every
+     * update is a plat_* atomic (made under the lock), so a waiter's read never races with a
+     * plain write. Reads under the lock may be plain (no write can run concurrently). */
+    uint32_t work_seq;  /* bumped on insert/stop/flush marker; the DPC thread waits on it */
+    uint32_t done_seq;  /* bumped when a flush marker is reached; flushers wait on it */
     int32_t stop;
-    int32_t queued;     /* currently queued */
+    int32_t queued;     /* DPCs currently queued (markers not counted) */
+    int32_t running;    /* a DPC routine of this queue is running (the lock is dropped) */
     plat_thread *thread;
 } dpc_queue;
 
@@ -55,6 +62,16 @@ static void run_one(dpc_queue *q)
 {
     PLIST_ENTRY e = RemoveHeadList(&q->list);
     PKDPC dpc = CONTAINING_RECORD(e, KDPC, DpcListEntry);
+    if (dpc->Type == DPC_FLUSH_MARKER) {
+        /* Everything linked before the marker has left the list (run or removed), and the last
+         * routine this thread ran has returned (one at a time): the flush is done. Marked under
+         * q->lock, which the flusher re-checks it under, so the flusher's stack (the marker)
+         * is not touched after the release. */
+        dpc->SystemArgument1 = (PVOID)1;
+        plat_fetch_add32((volatile int32_t *)&q->done_seq, 1);
+        plat_wake(&q->done_seq, INT32_MAX);
+        return; /* q->lock still held */
+    }
     /* Capture everything before the call: the routine may free or requeue the DPC. */
     PKDEFERRED_ROUTINE routine = dpc->DeferredRoutine;
     PVOID ctx = dpc->DeferredContext, a1 = dpc->SystemArgument1, a2 = dpc->SystemArgument2;
@@ -62,6 +79,7 @@ static void run_one(dpc_queue *q)
      * the DPC may be queued again (also by its own routine). */
     plat_store_ptr((void *volatile *)&dpc->DpcData, NULL);
     q->queued--;
+    q->running = 1; /* a flush that comes now waits for this routine too */
     plat_lock_release(&q->lock);
 
     const ke_observer *obs = plat_bk_load_ptr((void *const volatile *)&ke_observer_current);
@@ -81,9 +99,7 @@ static void run_one(dpc_queue *q)
     ke_set_irql(PASSIVE_LEVEL);
 
     plat_lock_acquire(&q->lock);
-    q->finished++;
-    q->done_seq++;
-    plat_wake(&q->done_seq, INT32_MAX);
+    q->running = 0;
 }
 
 static void dpc_thread(void *arg)
@@ -92,7 +108,7 @@ static void dpc_thread(void *arg)
     plat_lock_acquire(&q->lock);
     for (;;) {
         if (!IsListEmpty(&q->list)) {
-            run_one(q); /* returns with q->lock held again */
+            run_one(q); /* a DPC or a flush marker; returns with q->lock held again */
             continue;
         }
         if (q->stop) break;
@@ -163,9 +179,8 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
     Dpc->SystemArgument2 = SystemArgument2;
     if (Dpc->Importance == HighImportance) InsertHeadList(&q->list, &Dpc->DpcListEntry);
     else InsertTailList(&q->list, &Dpc->DpcListEntry);
-    q->inserted++;
     q->queued++;
-    q->work_seq++;
+    plat_fetch_add32((volatile int32_t *)&q->work_seq, 1); /* under q->lock: see dpc_queue */
     plat_lock_release(&q->lock);
     plat_wake(&q->work_seq, 1);
     return TRUE;
@@ -182,12 +197,9 @@ BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc)
     if (queued) {
         RemoveEntryList(&Dpc->DpcListEntry);
         plat_store_ptr((void *volatile *)&Dpc->DpcData, NULL);
-        q->queued--;
-        q->finished++;
-        q->done_seq++;
+        q->queued--; /* a flush marker behind it is reached when the thread gets to it */
     }
     plat_lock_release(&q->lock);
-    if (queued) plat_wake(&q->done_seq, INT32_MAX);
     return queued;
 }
 
@@ -197,9 +209,25 @@ VOID KeFlushQueuedDpcs(VOID)
     for (int i = 0; i < MAX_VCPUS; i++) {
         dpc_queue *q = &queues[i];
         plat_lock_acquire(&q->lock);
-        int64_t target = q->inserted;
-        while (q->finished < target) {
-            /* Sampled under q->lock, which every finish bumps it under: no wake-up is lost. */
+        if (!q->queued && !q->running) { /* nothing queued before this call, nothing running */
+            plat_lock_release(&q->lock);
+            continue;
+        }
+        /* A marker at the tail: the thread reaches it once every DPC queued before it has been
+         * run or removed and the running routine has returned. DPCs queued later go behind it
+         * (HighImportance ones in front: waited for too, which the contract allows). Counting
+         * "finished" against "inserted" (as before) was fooled by a later DPC that was removed
+         * or overtook the queue. */
+        KDPC marker;
+        memset(&marker, 0, sizeof marker);
+        marker.Type = DPC_FLUSH_MARKER;
+        InsertTailList(&q->list, &marker.DpcListEntry);
+        plat_fetch_add32((volatile int32_t *)&q->work_seq, 1);
+        plat_lock_release(&q->lock);
+        plat_wake(&q->work_seq, 1);
+        plat_lock_acquire(&q->lock);
+        while (!marker.SystemArgument1) {
+            /* Sampled under q->lock, which the marker is reached under: no wake-up is lost. */
             uint32_t seq = q->done_seq;
             plat_lock_release(&q->lock);
             plat_wait(&q->done_seq, seq, PLAT_FOREVER);
@@ -230,6 +258,7 @@ PKDPC ke_dpc_queued_in(const void *lo, const void *hi)
         plat_lock_acquire(&queues[i].lock);
         for (PLIST_ENTRY e = queues[i].list.Flink; e && e != &queues[i].list && !found; e = e->Flink) {
             PKDPC d = CONTAINING_RECORD(e, KDPC, DpcListEntry);
+            if (d->Type == DPC_FLUSH_MARKER) continue; /* a flusher's, on its stack */
             if ((const char *)d >= (const char *)lo && (const char *)d < (const char *)hi) found = d;
         }
         plat_lock_release(&queues[i].lock);
@@ -249,7 +278,7 @@ void ke_dpc_shutdown(void)
         if (!t) continue;
         plat_lock_acquire(&q->lock);
         q->stop = 1;
-        q->work_seq++;
+        plat_fetch_add32((volatile int32_t *)&q->work_seq, 1); /* see dpc_queue */
         plat_lock_release(&q->lock);
         plat_wake(&q->work_seq, INT32_MAX);
         plat_thread_join(t); /* it drains the queue before exiting */

@@ -115,6 +115,67 @@ TEST(observer_sees_a_live_timer)
     expect_clean(no_dpc_scenario, 3);
 }
 
+/* ------------------------------------------------------------------ KeFlushQueuedDpcs vs other DPCs */
+
+/* KeFlushQueuedDpcs waits for the DPCs queued before the call, whatever other DPCs do
+ * meanwhile. It used to wait until "DPCs finished" reached "DPCs inserted" as sampled at the
+ * call: a DPC inserted after that and removed again (KeRemoveQueueDpc counts as finished), or
+ * a HighImportance one that overtook the queue, made up the count while the flushed DPC was
+ * still queued. */
+static KDPC mine, other;
+static volatile int32_t mine_ran, other_ran;
+static bool other_high;
+
+static VOID count_dpc(PKDPC dpc, PVOID ctx, PVOID a1, PVOID a2)
+{
+    UNREFERENCED_PARAMETER(dpc), UNREFERENCED_PARAMETER(a1), UNREFERENCED_PARAMETER(a2);
+    plat_fetch_add32((volatile int32_t *)ctx, 1);
+}
+
+static void flusher(void *arg)
+{
+    (void)arg;
+    KeInsertQueueDpc(&mine, NULL, NULL);
+    KeFlushQueuedDpcs();
+    IRPK_EXPLORE_CHECK(plat_load32(&mine_ran) == 1); /* queued before the flush: it has run */
+}
+
+static void other_dpc_user(void *arg)
+{
+    (void)arg;
+    KeInsertQueueDpc(&other, NULL, NULL);
+    if (!other_high) KeRemoveQueueDpc(&other);
+}
+
+static void flush_scenario(void *arg)
+{
+    other_high = arg != NULL;
+    mine_ran = other_ran = 0;
+    KeInitializeDpc(&mine, count_dpc, (PVOID)&mine_ran);
+    KeInitializeDpc(&other, count_dpc, (PVOID)&other_ran);
+    KeSetTargetProcessorDpc(&mine, 0); /* one queue: the count is per queue */
+    KeSetTargetProcessorDpc(&other, 0);
+    if (other_high) KeSetImportanceDpc(&other, HighImportance);
+    irpk_thread *a = irpk_thread_start(flusher, NULL, "flusher");
+    irpk_thread *b = irpk_thread_start(other_dpc_user, NULL, "other");
+    irpk_thread_join(a);
+    irpk_thread_join(b);
+    KeFlushQueuedDpcs();
+}
+
+static void flush_vs_remove(void *arg) { (void)arg, flush_scenario(NULL); }
+static void flush_vs_high_importance(void *arg) { (void)arg, flush_scenario((void *)1); }
+
+TEST(flush_waits_for_its_dpc_when_another_is_inserted_and_removed)
+{
+    expect_clean(flush_vs_remove, 2);
+}
+
+TEST(flush_waits_for_its_dpc_when_a_high_importance_one_overtakes_it)
+{
+    expect_clean(flush_vs_high_importance, 2);
+}
+
 /* ------------------------------------------------------------------ timers left by a shutdown */
 
 /* irpk_runtime_shutdown stops the timer thread but leaves armed timers linked (they fire once
