@@ -126,6 +126,10 @@ void vrf_watch_remove(PIRP irp);
 /* Start the watchdog if it is not running (native mode). */
 void vrf_watchdog_poke(void);
 extern int32_t vrf_watchdog_running;
+/* Tests only: start the watchdog thread with fn instead of plat_thread_start (NULL restores it),
+ * e.g. to make the start fail. */
+typedef plat_thread *(*vrf_thread_start_fn)(plat_thread_fn fn, void *arg, const char *name, unsigned flags);
+void vrf_watchdog_set_thread_start(vrf_thread_start_fn fn);
 int64_t vrf_cancel_timeout_ns(void);
 int64_t vrf_stall_timeout_ns(void);
 int vrf_startio_depth_limit(void);

@@ -126,15 +126,17 @@ void vrf_device_deleting(PDEVICE_OBJECT dev)
 
 /* ---- queue stalls */
 
-/* Under the queue's own lock: Busy, and up to `max` waiting IRPs. */
-static int waiting_irps(PDEVICE_OBJECT dev, PIRP *out, int max, bool *busy)
+/* Under the queue's own lock: Busy, the number of waiting IRPs and the ids of up to `max` of
+ * them. Ids, not pointers: once the lock is dropped a late IoStartNextPacket may dequeue,
+ * complete and free any of them (the report used to read the id through a freed IRP). */
+static int waiting_irps(PDEVICE_OBJECT dev, uint32_t *ids, int max, bool *busy)
 {
     PKDEVICE_QUEUE q = &dev->DeviceQueue;
     int n = 0;
     vrf_lock((volatile plat_lockword *)&q->Lock);
     *busy = q->Busy;
     for (PLIST_ENTRY e = q->DeviceListHead.Flink; e != &q->DeviceListHead; e = e->Flink, n++)
-        if (n < max) out[n] = CONTAINING_RECORD(e, IRP, Tail.Overlay.DeviceQueueEntry.DeviceListEntry);
+        if (n < max) ids[n] = io_irp_id(CONTAINING_RECORD(e, IRP, Tail.Overlay.DeviceQueueEntry.DeviceListEntry));
     vrf_unlock((volatile plat_lockword *)&q->Lock);
     return n;
 }
@@ -146,7 +148,7 @@ int vrf_check_device_stall(vrf_device *d, int64_t persist_ns)
         d->stall_since = 0;
         return 0;
     }
-    PIRP waiting[8];
+    uint32_t waiting[8]; /* ids: the IRPs themselves may be gone once the queue lock is dropped */
     bool busy;
     int n = waiting_irps(d->dev, waiting, 8, &busy);
     if (!busy || !n || ke_dpcs_queued()) {
@@ -167,7 +169,7 @@ int vrf_check_device_stall(vrf_device *d, int64_t persist_ns)
     char ids[96] = "";
     size_t len = 0;
     for (int i = 0; i < n && i < 8 && len + 1 < sizeof ids; i++)
-        len += (size_t)snprintf(ids + len, sizeof ids - len, "%sIRP#%u", i ? ", " : "", io_irp_id(waiting[i]));
+        len += (size_t)snprintf(ids + len, sizeof ids - len, "%sIRP#%u", i ? ", " : "", (unsigned)waiting[i]);
     PIRP current = (PIRP)vrf_load_ptr((void *const volatile *)&d->current);
     char dev[160];
     /* Reported with devices_lock held (callers): formatting takes only leaf locks under it
@@ -321,6 +323,7 @@ static bool watchdog_round(void)
 static plat_thread *watchdog_thread;
 static uint32_t watchdog_wake;
 static int32_t watchdog_stop;
+static void *watchdog_start; /* a vrf_thread_start_fn set by tests; NULL: plat_thread_start */
 
 static void watchdog_main(void *arg)
 {
@@ -338,8 +341,15 @@ static void watchdog_quiesce(void)
 {
     if (!plat_load32(&vrf_watchdog_running)) return;
     plat_thread *t;
-    /* A poke that won the start race publishes the thread right after starting it. */
-    while (!(t = plat_load_ptr((void *const volatile *)&watchdog_thread))) plat_yield();
+    /* A poke that won the start race publishes the thread right after starting it — or, when
+     * the start failed, sets running back to 0 and publishes nothing: stop waiting then (this
+     * loop used to wait for the thread only, forever after a failed start). A later poke may
+     * win again meanwhile; its thread is then published and stopped here. */
+    while (!(t = plat_load_ptr((void *const volatile *)&watchdog_thread))) {
+        if (!plat_load32(&vrf_watchdog_running)) return;
+        plat_point("watchdog quiesce wait", &watchdog_thread); /* visible to injection hooks */
+        plat_yield();
+    }
     plat_store32(&watchdog_stop, 1);
     plat_fetch_add32((volatile int32_t *)&watchdog_wake, 1);
     plat_wake(&watchdog_wake, INT32_MAX);
@@ -356,9 +366,15 @@ void vrf_watchdog_poke(void)
     /* 0 -> 1 elects one starter among racing pokes; the others see a watchdog running. */
     if (plat_cas32(&vrf_watchdog_running, 0, 1) != 0) return;
     plat_on_quiesce(watchdog_quiesce);
-    plat_thread *t = plat_thread_start(watchdog_main, NULL, "verifier watchdog", PLAT_THREAD_SYSTEM);
+    vrf_thread_start_fn start = (vrf_thread_start_fn)(uintptr_t)plat_load_ptr((void *const volatile *)&watchdog_start);
+    plat_thread *t = (start ? start : plat_thread_start)(watchdog_main, NULL, "verifier watchdog", PLAT_THREAD_SYSTEM);
     if (t) plat_store_ptr((void *volatile *)&watchdog_thread, t);
-    else plat_store32(&vrf_watchdog_running, 0);
+    else plat_store32(&vrf_watchdog_running, 0); /* a quiescer waiting for the thread gives up */
+}
+
+void vrf_watchdog_set_thread_start(vrf_thread_start_fn fn)
+{
+    plat_store_ptr((void *volatile *)&watchdog_start, (void *)(uintptr_t)fn);
 }
 
 /* ---- explore: the end-of-execution check, and per-execution reset */
