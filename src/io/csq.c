@@ -96,14 +96,17 @@ static PIO_CSQ_IRP_CONTEXT queued_context(PIO_CSQ csq, PIRP irp, PIO_CSQ_IRP_CON
 }
 
 /* True when the IRP was completed (its history has a completion step) since step `since`.
- * More steps than the history keeps means it went on to be completed and freed. */
+ * More steps than the history keeps means it went on to be completed and freed.
+ * Bookkeeping reads (plat_bk_*): the history is instrumentation, recorded with plat_bk_* too,
+ * and only the verifier's report depends on the answer — plat_load* made each read a
+ * scheduling point, so the verifier changed what the explorer explores. */
 static bool completed_since(PIRP irp, int32_t since)
 {
     io_irp_priv *p = io_priv(irp);
-    int32_t total = plat_load32(&p->hist_next);
+    int32_t total = plat_bk_load32(&p->hist_next);
     if (total - since > IO_HISTORY_LEN) return true;
     for (int32_t i = since; i < total; i++)
-        if ((plat_load64(&p->hist[i % IO_HISTORY_LEN]) & 0xFF) == IO_STEP_COMPLETE) return true;
+        if ((plat_bk_load64(&p->hist[i % IO_HISTORY_LEN]) & 0xFF) == IO_STEP_COMPLETE) return true;
     return false;
 }
 
@@ -113,8 +116,10 @@ static void complete_canceled(PIO_CSQ csq, PIRP irp)
         csq->CsqCompleteCanceledIrp(csq, irp);
         return;
     }
-    io_irp_ref(irp); /* the callback normally completes the IRP and its owner may free it */
-    int32_t before = plat_load32(&io_priv(irp)->hist_next);
+    /* A verifier reference (no scheduling point, unlike io_irp_ref): the callback normally
+     * completes the IRP and its owner may free it before completed_since reads the history. */
+    vrf_irp_hold(irp);
+    int32_t before = plat_bk_load32(&io_priv(irp)->hist_next); /* bookkeeping, as above */
     csq->CsqCompleteCanceledIrp(csq, irp);
     if (!completed_since(irp, before))
         vrf_report(IRPK_BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, CSQ_RULE_NOT_COMPLETED,
@@ -124,7 +129,7 @@ static void complete_canceled(PIO_CSQ csq, PIRP irp)
                    "CsqCompleteCanceledIrp returned without completing IRP#%u, which was "
                    "cancelled and removed from its cancel-safe queue: the IRP is lost.",
                    io_irp_id(irp));
-    io_irp_unref(irp);
+    vrf_irp_drop(irp);
 }
 
 static void check_insert_locks(PIRP irp)

@@ -17,6 +17,13 @@
 #include "irpkit/verifier.h"
 #include "platform/platform.h"
 
+/* ---- verifier references */
+
+/* A verifier reference: keeps the IRP's memory valid (like io_irp_ref, without adding
+ * scheduling points in explore mode). For verifier-only paths in ke/io as well. */
+void vrf_irp_hold(PIRP irp);
+void vrf_irp_drop(PIRP irp);
+
 /* ---- mode */
 
 /* The active mode (irpk_verifier_mode), read from IRPK_VERIFIER before main() runs. */

@@ -28,10 +28,7 @@ enum vrf_irp_flags {
 };
 void vrf_irp_set_state(PIRP irp, int32_t state);
 const char *vrf_irp_state_name(PIRP irp);
-/* A verifier reference: keeps the IRP's memory valid (like io_irp_ref, without adding
- * scheduling points in explore mode). */
-void vrf_irp_hold(PIRP irp);
-void vrf_irp_drop(PIRP irp);
+/* vrf_irp_hold / vrf_irp_drop: verify/hooks.h (io's verifier-only paths use them too). */
 /* The IRP is owned by a driver (it sits at a stack location, not with its originator). */
 static inline bool vrf_driver_owned(PIRP irp) { return irp->CurrentLocation <= irp->StackCount; }
 
