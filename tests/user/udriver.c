@@ -218,7 +218,8 @@ static NTSTATUS udrv_read(PDEVICE_OBJECT dev, PIRP irp)
 {
     UNREFERENCED_PARAMETER(dev);
     PFILE_OBJECT file = IoGetCurrentIrpStackLocation(irp)->FileObject;
-    udrv.last_fscontext = file->FsContext;
+    /* Reads may be dispatched on several threads at once (T67's issuers): interlocked. */
+    InterlockedExchangePointer((PVOID volatile *)&udrv.last_fscontext, file->FsContext);
     log_event('R', file, irp, 0);
     int mode = plat_load32(&udrv.read_mode);
     if (mode == UDRV_COMPLETE) {
