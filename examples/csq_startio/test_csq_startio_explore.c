@@ -29,7 +29,8 @@ TEST(csq_startio_explored_with_cancel_and_close)
     if (found == 1) fprintf(stderr, "  %s: %s\n%s\n%s\n", r.what, r.message, r.schedule ? r.schedule : "",
                             r.swimlane ? r.swimlane : "");
     CHECK_EQ(found, 0);
-    CHECK(r.executions > 1000);
+    if (irpk_test_scale(100) >= 100) CHECK(r.exhaustive); /* natively 3-8 s; sanitizers: a prefix */
+    CHECK(r.executions > 100);
     irpk_explore_result_free(&r);
     o.strategy = IRPK_STRATEGY_PCT;
     o.max_executions = (uint64_t)irpk_test_scale(20000);
