@@ -5,8 +5,13 @@
  *
  * Order, as the caller may observe it: the data (system buffer copied to the caller's buffer),
  * then the IO_STATUS_BLOCK (Information before Status), then the event — so a thread woken by
- * the event sees both. Then the APC is queued and the IRP leaves the thread's list (CancelIo's
- * wait ends when its IRPs have left), then the references are dropped and the IRP is freed. */
+ * the event sees both. The IOSB, the event(s), the APC and the IRP leaving the thread's list
+ * (CancelIo's wait ends when its IRPs have left) happen in one hold of the issuing thread's
+ * IrpListLock: in Windows the issuing thread runs this step itself, so by the time it sees
+ * its request complete (IOSB or event) its completion APC is queued; here APC delivery takes
+ * that lock, so a thread that saw the IOSB or the event and then tests for APCs
+ * (SleepEx(0, TRUE), NtTestAlert, an alertable wait) finds the APC. Then the references are
+ * dropped and the IRP is freed. */
 #include "trace/trace.h"
 #include "user/user.h"
 
@@ -77,17 +82,23 @@ void user_handoff(PIRP irp)
     uint32_t id = io_irp_id(irp);
     user_sysbuf_copy_back(irp, &ios);
     if (uf->sync) update_sync_file(uf, irp, &ios);
-    if (irp->UserIosb) write_iosb(irp->UserIosb, &ios);
     user_trace(TRACE_INSTANT, "I/O completion", id, "IOSB 0x%08X %s, %lu bytes%s", (unsigned)ios.Status,
                user_status_name(ios.Status), (unsigned long)ios.Information,
                irp->UserEvent ? ", event set" : "");
-    if (irp->UserEvent) KeSetEvent(irp->UserEvent, IO_NO_INCREMENT, FALSE);
-    if (!irp->UserEvent || uf->sync) KeSetEvent(&uf->fo.Event, IO_NO_INCREMENT, FALSE);
     user_apc *apc = io_priv(irp)->user_apc;
     io_priv(irp)->user_apc = NULL;
     /* e stays valid while the IRP is on its list: its exit hook waits for the list to empty.
-     * After the unlock we must not touch e again. */
+     * After the unlock we must not touch e again. IOSB, events and APC in one hold (see the
+     * top): the issuer cannot see the first without the APC being queued, because its APC
+     * delivery (user_apc_deliver) takes this lock after its read of the IOSB or the event.
+     * IrpListLock -> dispatcher lock (KeSetEvent) is the order of user.h. The label names the
+     * acquire in swimlanes and lets a native point hook stop a claimed hand-off before it
+     * publishes anything (T64), adding no scheduling point. */
+    plat_label("I/O completion", irp);
     plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    if (irp->UserIosb) write_iosb(irp->UserIosb, &ios);
+    if (irp->UserEvent) KeSetEvent(irp->UserEvent, IO_NO_INCREMENT, FALSE);
+    if (!irp->UserEvent || uf->sync) KeSetEvent(&uf->fo.Event, IO_NO_INCREMENT, FALSE);
     if (apc) user_apc_queue_locked(e, apc);
     RemoveEntryList(&irp->ThreadListEntry);
     InitializeListHead(&irp->ThreadListEntry);

@@ -117,15 +117,19 @@ TEST(t63_exit_timeout_disassociates_and_a_later_completion_is_dropped)
     udrv_unload();
 }
 
-/* ---- T64: hold I1's hand-off inside KeSetEvent of its event while the exit times out */
+/* ---- T64: hold I2's hand-off, claimed but not yet published, while the exit times out */
 
 static PVOID held_event;
 static volatile uint32_t hold_released;
 static volatile int32_t hold_entered;
 
+/* "I/O completion" labels the hand-off's step after the claim (UIRP_HANDOFF set) and before it
+ * takes the thread's IrpListLock to publish IOSB, event and APC. (It used to hold the hand-off
+ * inside KeSetEvent of the event; the event is now set under IrpListLock, which the exiting
+ * thread's polls take.) */
 static void hold_hook(const char *op, const void *obj)
 {
-    if (strcmp(op, "KeSetEvent") || obj != held_event) return;
+    if (strcmp(op, "I/O completion") || ((PIRP)obj)->UserEvent != held_event) return;
     plat_store32(&hold_entered, 1);
     int64_t deadline = plat_now_ns() + 20000000000LL;
     while (!plat_load32((volatile int32_t *)&hold_released) && plat_now_ns() < deadline)
@@ -143,8 +147,8 @@ static bool entered(void *arg)
     return plat_load32(&hold_entered) != 0;
 }
 
-/* I2, the newest — first on the thread's list — is completing (its hand-off held inside
- * KeSetEvent) when the exit times out: the disassociation passes over it and takes I1. */
+/* I2, the newest — first on the thread's list — is completing (its hand-off held after its
+ * claim) when the exit times out: the disassociation passes over it and takes I1. */
 TEST(t64_disassociation_skips_an_irp_whose_completion_is_under_way)
 {
     long handles = ob_open_handles();
@@ -165,8 +169,8 @@ TEST(t64_disassociation_skips_an_irp_whose_completion_is_under_way)
     plat_thread *t = plat_thread_start(issue_and_exit, &x, "T", 0);
     while (!plat_load32(&x.issued)) plat_sleep_ns(100000);
     plat_thread *c = plat_thread_start(complete_one, u_file(x.file2), "completer", 0);
-    REQUIRE(udrv_wait_until(entered, NULL)); /* I2's hand-off started: IOSB written, event next */
-    CHECK_EQ(status_of(&x, 1), STATUS_SUCCESS);
+    REQUIRE(udrv_wait_until(entered, NULL)); /* I2's hand-off claimed it: IOSB, event, APC next */
+    CHECK_EQ(status_of(&x, 1), SENTINEL);
     KeSetEvent(&hold, IO_NO_INCREMENT, FALSE); /* T exits: cancels, waits, times out */
     REQUIRE(udrv_wait_until(timeout_reported, (void *)(intptr_t)1));
     CHECK_EQ(udrv_queued(), 1); /* I1, given up on */
@@ -182,6 +186,7 @@ TEST(t64_disassociation_skips_an_irp_whose_completion_is_under_way)
     snprintf(idtag, sizeof idtag, "cancelled IRP#%u ", read_id(0));
     CHECK_CONTAINS(irpk_report_text((size_t)r), idtag);
     CHECK(u_signalled(x.ev[1])); /* I2 delivered normally */
+    CHECK_EQ(status_of(&x, 1), STATUS_SUCCESS);
     CHECK(udrv_complete_next(STATUS_SUCCESS, NULL) != 0); /* I1: dropped */
     CHECK_EQ(status_of(&x, 0), SENTINEL);
     CHECK(!u_signalled(x.ev[0]));
