@@ -28,6 +28,15 @@ typedef struct dpc_queue {
 
 static dpc_queue queues[MAX_VCPUS];
 static plat_lockword start_lock; /* serialises thread start/stop; taken before a queue lock */
+
+/* Both kinds of lock are held at DISPATCH_LEVEL (ke.h, ke_lock_raised), as NT holds its
+ * per-processor DPC queue lock with interrupts off: KeInsertQueueDpc is called at any IRQL, by
+ * DPC routines and spin-lock holders too, and a holder preempted inside (the insert's atomics,
+ * queue_for's thread start are scheduling points) by DISPATCH_LEVEL code of its vCPU waiting
+ * for the same lock was shut out of that vCPU for good under the explorer. Nested start_lock ->
+ * queue lock (and under timer_lock) the inner raise changes nothing. */
+static KIRQL lock_raised(plat_lockword *w) { return ke_lock_raised(w); }
+static void unlock_lowered(plat_lockword *w, KIRQL old) { ke_unlock_lowered(w, old); }
 static int32_t initialized;
 const ke_observer *ke_observer_current;
 
@@ -49,16 +58,17 @@ static void ensure_init(void)
     /* Double-checked: the seq_cst store below publishes the flag after the lists are set up,
      * and the re-check under start_lock keeps a second caller from initialising them again. */
     if (plat_load32(&initialized)) return;
-    plat_lock_acquire(&start_lock);
+    KIRQL old = lock_raised(&start_lock);
     if (!initialized) {
         for (int i = 0; i < MAX_VCPUS; i++) InitializeListHead(&queues[i].list);
         plat_on_reset(reset_dpcs);
         plat_store32(&initialized, 1);
     }
-    plat_lock_release(&start_lock);
+    unlock_lowered(&start_lock, old);
 }
 
-static void run_one(dpc_queue *q)
+/* q->lock is held, raised from `irql` (the DPC thread's own, PASSIVE_LEVEL). */
+static void run_one(dpc_queue *q, KIRQL irql)
 {
     PLIST_ENTRY e = RemoveHeadList(&q->list);
     PKDPC dpc = CONTAINING_RECORD(e, KDPC, DpcListEntry);
@@ -80,7 +90,9 @@ static void run_one(dpc_queue *q)
     plat_store_ptr((void *volatile *)&dpc->DpcData, NULL);
     q->queued--;
     q->running = 1; /* a flush that comes now waits for this routine too */
-    plat_lock_release(&q->lock);
+    /* Back to the thread's IRQL, then up again for the routine with a scheduling point, as
+     * before the queue lock was raised: the explored steps of a DPC stay the same. */
+    unlock_lowered(&q->lock, irql);
 
     const ke_observer *obs = plat_bk_load_ptr((void *const volatile *)&ke_observer_current);
     ke_set_irql(DISPATCH_LEVEL);
@@ -96,28 +108,28 @@ static void run_one(dpc_queue *q)
                     "DPC routine %p returned at IRQL %u (entered at DISPATCH_LEVEL).\nUsual "
                     "cause: an unmatched KeRaiseIrql/KeLowerIrql or spin lock in the DPC.",
                     (void *)(uintptr_t)routine, after);
-    ke_set_irql(PASSIVE_LEVEL);
+    ke_set_irql(irql);
 
-    plat_lock_acquire(&q->lock);
+    (void)lock_raised(&q->lock); /* from `irql` again */
     q->running = 0;
 }
 
 static void dpc_thread(void *arg)
 {
     dpc_queue *q = arg;
-    plat_lock_acquire(&q->lock);
+    KIRQL irql = lock_raised(&q->lock);
     for (;;) {
         if (!IsListEmpty(&q->list)) {
-            run_one(q); /* a DPC or a flush marker; returns with q->lock held again */
+            run_one(q, irql); /* a DPC or a flush marker; returns with q->lock held again */
             continue;
         }
         if (q->stop) break;
         uint32_t seq = q->work_seq;
-        plat_lock_release(&q->lock);
+        unlock_lowered(&q->lock, irql); /* the wait gives the vCPU up at the thread's IRQL */
         plat_wait(&q->work_seq, seq, PLAT_FOREVER); /* seq re-checked atomically by the wait */
-        plat_lock_acquire(&q->lock);
+        irql = lock_raised(&q->lock);
     }
-    plat_lock_release(&q->lock);
+    unlock_lowered(&q->lock, irql);
 }
 
 static dpc_queue *queue_for(unsigned cpu)
@@ -128,7 +140,7 @@ static dpc_queue *queue_for(unsigned cpu)
     dpc_queue *q = &queues[cpu % n];
     /* Unlocked fast check; a miss is re-checked under start_lock, so one thread starts it. */
     if (plat_load_ptr((void *const volatile *)&q->thread)) return q;
-    plat_lock_acquire(&start_lock);
+    KIRQL old = lock_raised(&start_lock);
     if (!q->thread) {
         char name[PLAT_NAME_MAX];
         snprintf(name, sizeof name, "DPC cpu%u", (unsigned)(q - queues));
@@ -140,7 +152,7 @@ static dpc_queue *queue_for(unsigned cpu)
         t->vcpu = (uint8_t)(q - queues);
         plat_store_ptr((void *volatile *)&q->thread, t);
     }
-    plat_lock_release(&start_lock);
+    unlock_lowered(&start_lock, old);
     return q;
 }
 
@@ -167,12 +179,12 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
     unsigned cpu = Dpc->IrpkTargeted ? Dpc->Number : plat_self()->vcpu;
     dpc_queue *q = queue_for(cpu);
     plat_point("KeInsertQueueDpc", Dpc);
-    plat_lock_acquire(&q->lock);
+    KIRQL old = lock_raised(&q->lock);
     /* DpcData is claimed by compare-exchange while holding this queue's lock: two inserters on
      * different CPUs (different queue locks) cannot both queue the DPC, and a remover that
      * finds DpcData == q and takes q's lock sees the insertion complete. */
     if (plat_cas_ptr((void *volatile *)&Dpc->DpcData, NULL, q) != NULL) {
-        plat_lock_release(&q->lock);
+        unlock_lowered(&q->lock, old);
         return FALSE;
     }
     Dpc->SystemArgument1 = SystemArgument1;
@@ -181,7 +193,7 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
     else InsertTailList(&q->list, &Dpc->DpcListEntry);
     q->queued++;
     plat_fetch_add32((volatile int32_t *)&q->work_seq, 1); /* under q->lock: see dpc_queue */
-    plat_lock_release(&q->lock);
+    unlock_lowered(&q->lock, old);
     plat_wake(&q->work_seq, 1);
     return TRUE;
 }
@@ -192,14 +204,14 @@ BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc)
      * its own lock (the DPC may have been picked, or moved to another CPU's queue, meanwhile). */
     dpc_queue *q = (dpc_queue *)plat_load_ptr((void *const volatile *)&Dpc->DpcData);
     if (!q) return FALSE;
-    plat_lock_acquire(&q->lock);
+    KIRQL old = lock_raised(&q->lock);
     bool queued = Dpc->DpcData == q; /* still on this queue: not yet picked by its thread */
     if (queued) {
         RemoveEntryList(&Dpc->DpcListEntry);
         plat_store_ptr((void *volatile *)&Dpc->DpcData, NULL);
         q->queued--; /* a flush marker behind it is reached when the thread gets to it */
     }
-    plat_lock_release(&q->lock);
+    unlock_lowered(&q->lock, old);
     return queued;
 }
 
@@ -208,9 +220,9 @@ VOID KeFlushQueuedDpcs(VOID)
     ensure_init();
     for (int i = 0; i < MAX_VCPUS; i++) {
         dpc_queue *q = &queues[i];
-        plat_lock_acquire(&q->lock);
+        KIRQL old = lock_raised(&q->lock);
         if (!q->queued && !q->running) { /* nothing queued before this call, nothing running */
-            plat_lock_release(&q->lock);
+            unlock_lowered(&q->lock, old);
             continue;
         }
         /* A marker at the tail: the thread reaches it once every DPC queued before it has been
@@ -223,17 +235,17 @@ VOID KeFlushQueuedDpcs(VOID)
         marker.Type = DPC_FLUSH_MARKER;
         InsertTailList(&q->list, &marker.DpcListEntry);
         plat_fetch_add32((volatile int32_t *)&q->work_seq, 1);
-        plat_lock_release(&q->lock);
+        unlock_lowered(&q->lock, old);
         plat_wake(&q->work_seq, 1);
-        plat_lock_acquire(&q->lock);
+        old = lock_raised(&q->lock);
         while (!marker.SystemArgument1) {
             /* Sampled under q->lock, which the marker is reached under: no wake-up is lost. */
             uint32_t seq = q->done_seq;
-            plat_lock_release(&q->lock);
+            unlock_lowered(&q->lock, old); /* never wait holding it (or raised) */
             plat_wait(&q->done_seq, seq, PLAT_FOREVER);
-            plat_lock_acquire(&q->lock);
+            old = lock_raised(&q->lock);
         }
-        plat_lock_release(&q->lock);
+        unlock_lowered(&q->lock, old);
     }
 }
 
@@ -243,9 +255,9 @@ int ke_dpcs_queued(void)
     int n = 0;
     /* One queue lock at a time (never two held): a snapshot, exact once inserts have stopped. */
     for (int i = 0; i < MAX_VCPUS; i++) {
-        plat_lock_acquire(&queues[i].lock);
+        KIRQL old = lock_raised(&queues[i].lock);
         n += queues[i].queued;
-        plat_lock_release(&queues[i].lock);
+        unlock_lowered(&queues[i].lock, old);
     }
     return n;
 }
@@ -255,13 +267,13 @@ PKDPC ke_dpc_queued_in(const void *lo, const void *hi)
     if (!plat_load32(&initialized)) return NULL;
     PKDPC found = NULL;
     for (int i = 0; i < MAX_VCPUS && !found; i++) {
-        plat_lock_acquire(&queues[i].lock);
+        KIRQL old = lock_raised(&queues[i].lock);
         for (PLIST_ENTRY e = queues[i].list.Flink; e && e != &queues[i].list && !found; e = e->Flink) {
             PKDPC d = CONTAINING_RECORD(e, KDPC, DpcListEntry);
             if (d->Type == DPC_FLUSH_MARKER) continue; /* a flusher's, on its stack */
             if ((const char *)d >= (const char *)lo && (const char *)d < (const char *)hi) found = d;
         }
-        plat_lock_release(&queues[i].lock);
+        unlock_lowered(&queues[i].lock, old);
     }
     return found;
 }
@@ -272,21 +284,21 @@ void ke_dpc_shutdown(void)
     for (int i = 0; i < MAX_VCPUS; i++) {
         dpc_queue *q = &queues[i];
         /* Join outside start_lock: a draining DPC may insert DPCs that start other threads. */
-        plat_lock_acquire(&start_lock);
+        KIRQL old = lock_raised(&start_lock);
         plat_thread *t = q->thread;
-        plat_lock_release(&start_lock);
+        unlock_lowered(&start_lock, old);
         if (!t) continue;
-        plat_lock_acquire(&q->lock);
+        old = lock_raised(&q->lock);
         q->stop = 1;
         plat_fetch_add32((volatile int32_t *)&q->work_seq, 1); /* see dpc_queue */
-        plat_lock_release(&q->lock);
+        unlock_lowered(&q->lock, old);
         plat_wake(&q->work_seq, INT32_MAX);
         plat_thread_join(t); /* it drains the queue before exiting */
-        plat_lock_acquire(&start_lock);
-        plat_lock_acquire(&q->lock);
+        old = lock_raised(&start_lock);
+        KIRQL inner = lock_raised(&q->lock);
         q->thread = NULL;
         q->stop = 0;
-        plat_lock_release(&q->lock);
-        plat_lock_release(&start_lock);
+        unlock_lowered(&q->lock, inner);
+        unlock_lowered(&start_lock, old);
     }
 }

@@ -25,6 +25,45 @@ static inline KIRQL ke_irql(void) { return plat_self()->irql; }
  * point in explore mode. */
 void ke_set_irql(KIRQL irql);
 
+/* ---- the runtime's internal locks, held at DISPATCH_LEVEL
+ *
+ * Platform lock words that the runtime takes at any IRQL, DPC routines included — ke's
+ * dispatcher lock (wait.c), the DPC queue locks and start_lock (dpc.c), timer_lock (timer.c),
+ * src/user's IrpListLock, completion lock and I/O-worker lock — are held at DISPATCH_LEVEL (or
+ * the caller's higher IRQL), as Windows holds their equivalents (the dispatcher database lock,
+ * the per-processor DPC queue and timer table locks, IopCompletionLock; Windows needs no lock
+ * for a thread's IRP list, which only that thread touches at APC_LEVEL, while irpkit's hand-off
+ * touches it from the completing DPC). So nothing that runs at DISPATCH_LEVEL on the holder's CPU —
+ * a DPC, a spin-lock holder — can preempt the holder there and spin on the lock. Under the
+ * explorer a thread at DISPATCH_LEVEL keeps its vCPU while it runs or spins for a lock (its
+ * neighbours are not scheduled), so a PASSIVE_LEVEL holder preempted at a scheduling point
+ * inside the critical section (KeSetEvent's wake-up, an atomic, a thread start) by a DPC of
+ * its vCPU that then waited for the lock was shut out for good: a deadlock no Windows machine
+ * can have. Natively the raise only changes what KeGetCurrentIrql answers inside (nothing
+ * under these locks asks).
+ *
+ * ke_lock_raised raises (never lowers) before the acquire and returns the previous IRQL;
+ * ke_unlock_lowered releases, then goes back to it. Neither IRQL change is a scheduling point
+ * (unlike ke_set_irql): the raise is followed at once by the acquire, itself a point, where
+ * the thread already holds its vCPU; after the lower the thread's next point offers every
+ * choice a point at the lower would have (the code in between touches nothing shared), so the
+ * explored schedules only lose the false deadlocks. Not for waits: release the lock (and so
+ * lower) before blocking. */
+static inline KIRQL ke_lock_raised(volatile plat_lockword *lock)
+{
+    plat_thread *t = plat_self();
+    KIRQL old = t->irql;
+    if (old < DISPATCH_LEVEL) t->irql = DISPATCH_LEVEL;
+    plat_lock_acquire(lock);
+    return old;
+}
+
+static inline void ke_unlock_lowered(volatile plat_lockword *lock, KIRQL old)
+{
+    plat_lock_release(lock);
+    if (old < DISPATCH_LEVEL) plat_self()->irql = old;
+}
+
 /* Convenience for reports raised by the runtime itself. */
 #define ke_bugcheck irpk_bugcheck_raise
 

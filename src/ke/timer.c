@@ -25,6 +25,15 @@
  * and Period are stable, and the timer cannot be cancelled and freed meanwhile); it must not
  * call timer routines. The trace observer only takes its bookkeeping leaf locks. */
 static plat_lockword timer_lock;
+
+/* timer_lock is held at DISPATCH_LEVEL (ke.h, ke_lock_raised), as NT's timer table is only
+ * touched at DISPATCH_LEVEL: DPC routines arm and cancel timers, and the timer thread (or a
+ * PASSIVE_LEVEL caller) preempted inside an expiry or an arming — the dispatcher lock and the
+ * DPC insert are scheduling points — by a DPC of its vCPU waiting for timer_lock was shut out
+ * of that vCPU for good under the explorer. The expiry therefore runs at DISPATCH_LEVEL, as
+ * NT's timer DPC does; the locks below it (dispatcher, DPC) are raised already. */
+static KIRQL lock_timers(void) { return ke_lock_raised(&timer_lock); }
+static void unlock_timers(KIRQL old) { ke_unlock_lowered(&timer_lock, old); }
 static LIST_ENTRY armed = {&armed, &armed};
 static uint32_t armed_seq; /* bumped when the earliest due time may have changed */
 static int32_t n_armed;
@@ -81,7 +90,7 @@ static void fire(PKTIMER t, PKDPC dpc)
 static void timer_main(void *arg)
 {
     (void)arg;
-    plat_lock_acquire(&timer_lock);
+    KIRQL old = lock_timers();
     while (!stop) {
         int64_t now = plat_now_ns();
         if (!IsListEmpty(&armed)) {
@@ -102,11 +111,11 @@ static void timer_main(void *arg)
                                ? PLAT_FOREVER
                                : due_ns(CONTAINING_RECORD(armed.Flink, KTIMER, TimerListEntry));
         uint32_t seq = armed_seq;
-        plat_lock_release(&timer_lock);
+        unlock_timers(old); /* the wait gives the vCPU up at the thread's own IRQL */
         plat_wait(&armed_seq, seq, deadline); /* re-arming bumps armed_seq and wakes us */
-        plat_lock_acquire(&timer_lock);
+        old = lock_timers();
     }
-    plat_lock_release(&timer_lock);
+    unlock_timers(old);
 }
 
 static void ensure_thread(void)
@@ -147,7 +156,7 @@ BOOLEAN KeSetTimerEx(PKTIMER Timer, LARGE_INTEGER DueTime, LONG Period, PKDPC Dp
     ensure_thread();
     int64_t due = ke_timeout_to_deadline(&DueTime);
     plat_point("KeSetTimer", Timer);
-    plat_lock_acquire(&timer_lock);
+    KIRQL old = lock_timers();
     BOOLEAN was = Timer->Header.Inserted;
     if (was) unlink_timer(Timer);
     Timer->Dpc = Dpc;
@@ -159,7 +168,7 @@ BOOLEAN KeSetTimerEx(PKTIMER Timer, LARGE_INTEGER DueTime, LONG Period, PKDPC Dp
     /* Reset the signal state before the timer thread can see the new arming: resetting after
      * releasing timer_lock (as before) could erase an expiry that already happened. */
     ke_signal_object(&Timer->Header, 0);
-    plat_lock_release(&timer_lock);
+    unlock_timers(old);
     plat_wake(&armed_seq, 1);
     return was;
 }
@@ -175,10 +184,10 @@ BOOLEAN KeCancelTimer(PKTIMER Timer)
      * thread stopped, and must still be unlinked here (its owner frees it next). */
     if (!plat_load32(&ever_started)) return FALSE; /* nothing was ever armed */
     plat_point("KeCancelTimer", Timer);
-    plat_lock_acquire(&timer_lock);
+    KIRQL old = lock_timers();
     BOOLEAN was = Timer->Header.Inserted;
     if (was) unlink_timer(Timer);
-    plat_lock_release(&timer_lock);
+    unlock_timers(old);
     return was;
 }
 
@@ -191,9 +200,9 @@ BOOLEAN KeReadStateTimer(PKTIMER Timer)
 int ke_timers_set(void)
 {
     if (!plat_load32(&ever_started)) return 0; /* also counts timers left armed by a shutdown */
-    plat_lock_acquire(&timer_lock);
+    KIRQL old = lock_timers();
     int n = n_armed;
-    plat_lock_release(&timer_lock);
+    unlock_timers(old);
     return n;
 }
 
@@ -201,27 +210,27 @@ PKTIMER ke_timer_set_in(const void *lo, const void *hi)
 {
     if (!plat_load32(&ever_started)) return NULL; /* also finds timers left armed by a shutdown */
     PKTIMER found = NULL;
-    plat_lock_acquire(&timer_lock);
+    KIRQL old = lock_timers();
     for (PLIST_ENTRY e = armed.Flink; e != &armed && !found; e = e->Flink) {
         PKTIMER t = CONTAINING_RECORD(e, KTIMER, TimerListEntry);
         if ((const char *)t >= (const char *)lo && (const char *)t < (const char *)hi) found = t;
     }
-    plat_lock_release(&timer_lock);
+    unlock_timers(old);
     return found;
 }
 
 void ke_timer_shutdown(void)
 {
     if (plat_load32(&initialized) != 2) return;
-    plat_lock_acquire(&timer_lock);
+    KIRQL old = lock_timers();
     stop = 1;
     plat_fetch_add32((volatile int32_t *)&armed_seq, 1); /* read by plat_wait without the lock */
-    plat_lock_release(&timer_lock);
+    unlock_timers(old);
     plat_wake(&armed_seq, INT32_MAX);
     plat_thread_join(timer_thread);
-    plat_lock_acquire(&timer_lock);
+    old = lock_timers();
     stop = 0;
     timer_thread = NULL;
-    plat_lock_release(&timer_lock);
+    unlock_timers(old);
     plat_store32(&initialized, 0);
 }

@@ -1,8 +1,9 @@
 /* Dispatcher objects and waits: events, semaphores, mutexes, timers and thread objects, with
  * KeWaitForSingleObject / KeWaitForMultipleObjects and the NT timeout convention.
  *
- * One dispatcher lock (a platform lock word, like NT's dispatcher database lock) guards every
- * object's SignalState and wait list; waiters register wait blocks under it, drop it and park;
+ * One dispatcher lock (a platform lock word, like NT's dispatcher database lock, and like it
+ * held at DISPATCH_LEVEL) guards every object's SignalState and wait list; waiters register
+ * wait blocks under it, drop it (back at their own IRQL) and park;
  * a signaller satisfies waiters under it and unparks them. Because the satisfied flag is only
  * read and written under the lock and plat_park keeps a permit, no wake-up can be lost. */
 #include "ke/ke.h"
@@ -19,8 +20,12 @@ typedef struct _KIRPK_WAITER ke_waiter;
 
 static plat_lockword dispatcher_lock;
 
-static void lock_dispatcher(void) { plat_lock_acquire(&dispatcher_lock); }
-static void unlock_dispatcher(void) { plat_lock_release(&dispatcher_lock); }
+/* Held at DISPATCH_LEVEL, as NT holds its dispatcher database lock (ke.h, ke_lock_raised): a
+ * DPC of the holder's vCPU cannot preempt it inside — KeSetEvent holds the lock across its
+ * waiters' wake-up, a scheduling point — and then spin on the lock. Safe to nest under
+ * IrpListLock and timer_lock (both raised too), and no wait happens while it is held. */
+static KIRQL lock_dispatcher(void) { return ke_lock_raised(&dispatcher_lock); }
+static void unlock_dispatcher(KIRQL old) { ke_unlock_lowered(&dispatcher_lock, old); }
 
 void ke_init_dispatcher_header(DISPATCHER_HEADER *h, UCHAR type, LONG state)
 {
@@ -96,10 +101,10 @@ static void wake_waiters(DISPATCHER_HEADER *h)
 
 void ke_signal_object(DISPATCHER_HEADER *h, LONG state)
 {
-    lock_dispatcher();
+    KIRQL old = lock_dispatcher();
     h->SignalState = state;
     wake_waiters(h);
-    unlock_dispatcher();
+    unlock_dispatcher(old);
 }
 
 /* ---- events */
@@ -117,20 +122,20 @@ LONG KeSetEvent(PRKEVENT Event, KPRIORITY Increment, BOOLEAN Wait)
     (void)Increment;
     (void)Wait;
     plat_point("KeSetEvent", Event);
-    lock_dispatcher();
+    KIRQL old = lock_dispatcher();
     LONG prev = Event->Header.SignalState;
     Event->Header.SignalState = 1;
     wake_waiters(&Event->Header);
-    unlock_dispatcher();
+    unlock_dispatcher(old);
     return prev;
 }
 
 LONG KeResetEvent(PRKEVENT Event)
 {
-    lock_dispatcher();
+    KIRQL old = lock_dispatcher();
     LONG prev = Event->Header.SignalState;
     Event->Header.SignalState = 0;
-    unlock_dispatcher();
+    unlock_dispatcher(old);
     return prev;
 }
 
@@ -138,9 +143,9 @@ VOID KeClearEvent(PRKEVENT Event) { (void)KeResetEvent(Event); }
 
 static LONG read_state(DISPATCHER_HEADER *h)
 {
-    lock_dispatcher();
+    KIRQL old = lock_dispatcher();
     LONG s = h->SignalState;
-    unlock_dispatcher();
+    unlock_dispatcher(old);
     return s;
 }
 
@@ -158,14 +163,14 @@ LONG KeReleaseSemaphore(PRKSEMAPHORE Semaphore, KPRIORITY Increment, LONG Adjust
 {
     (void)Increment;
     (void)Wait;
-    lock_dispatcher();
+    KIRQL old = lock_dispatcher();
     LONG prev = Semaphore->Header.SignalState;
     bool ok = Adjustment > 0 && prev <= Semaphore->Limit - Adjustment;
     if (ok) {
         Semaphore->Header.SignalState = prev + Adjustment;
         wake_waiters(&Semaphore->Header);
     }
-    unlock_dispatcher();
+    unlock_dispatcher(old);
     if (!ok)
         ke_bugcheck(IRPK_BUGCHECK_DRIVER_VERIFIER_DETECTED_VIOLATION, 0x1, (uintptr_t)Semaphore,
                     (uintptr_t)prev, (uintptr_t)Adjustment,
@@ -193,7 +198,7 @@ LONG KeReleaseMutex(PRKMUTEX Mutex, BOOLEAN Wait)
 {
     (void)Wait;
     plat_thread *self = plat_self();
-    lock_dispatcher();
+    KIRQL old = lock_dispatcher();
     LONG prev = Mutex->Header.SignalState;
     bool owner = Mutex->OwnerThread == self && prev <= 0;
     if (owner) {
@@ -203,7 +208,7 @@ LONG KeReleaseMutex(PRKMUTEX Mutex, BOOLEAN Wait)
             wake_waiters(&Mutex->Header);
         }
     }
-    unlock_dispatcher();
+    unlock_dispatcher(old);
     if (!owner)
         ke_bugcheck(0x1E /* KMODE_EXCEPTION: STATUS_MUTANT_NOT_OWNED */, (uintptr_t)Mutex, 0, 0, 0,
                     "KeReleaseMutex by a thread that does not own the mutex; ignored.");
@@ -263,10 +268,10 @@ static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_IN
     int64_t deadline = ke_timeout_to_deadline(timeout);
     ke_waiter w = {self, 0, STATUS_PENDING, type, count, blocks};
     plat_point("KeWait", objs[0]);
-    lock_dispatcher();
+    KIRQL old = lock_dispatcher();
     NTSTATUS st = try_satisfy(count, objs, type, self);
     if (st != STATUS_PENDING || (timeout && timeout->QuadPart == 0)) {
-        unlock_dispatcher();
+        unlock_dispatcher(old);
         return st == STATUS_PENDING ? STATUS_TIMEOUT : st;
     }
     for (ULONG i = 0; i < count; i++) {
@@ -276,22 +281,22 @@ static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_IN
         blocks[i].WaitType = (UCHAR)type;
         InsertTailList(&((DISPATCHER_HEADER *)objs[i])->WaitListHead, &blocks[i].WaitListEntry);
     }
-    unlock_dispatcher();
+    unlock_dispatcher(old);
     for (;;) {
         int r = plat_park(deadline);
-        lock_dispatcher();
+        old = lock_dispatcher();
         if (w.done) {
-            unlock_dispatcher();
+            unlock_dispatcher(old);
             return w.status;
         }
         /* done was read under the lock first: a signaller that got here before us wins over
          * the timeout, and after our unlink below no signaller can find us. */
         if (r == PLAT_TIMEDOUT || plat_now_ns() >= deadline) {
             for (ULONG i = 0; i < count; i++) RemoveEntryList(&blocks[i].WaitListEntry);
-            unlock_dispatcher();
+            unlock_dispatcher(old);
             return STATUS_TIMEOUT;
         }
-        unlock_dispatcher(); /* spurious wake-up: park again */
+        unlock_dispatcher(old); /* spurious wake-up: park again */
     }
 }
 
