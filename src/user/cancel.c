@@ -102,12 +102,12 @@ static void set_add(irp_set *s, PIRP irp)
 /* The matching IRPs of e, newest first (list order), each referenced. */
 static void collect(PETHREAD e, const match *m, irp_set *s)
 {
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     for (PLIST_ENTRY le = e->IrpList.Flink; le != &e->IrpList; le = le->Flink) {
         PIRP irp = CONTAINING_RECORD(le, IRP, ThreadListEntry);
         if (matches(irp, m) && !completing(irp)) set_add(s, irp);
     }
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
 }
 
 /* IoCancelIrp on each, in order; drops the references. */
@@ -129,12 +129,12 @@ static remaining irps_left(PETHREAD e, PFILE_OBJECT file)
 {
     match m = {file, NULL, false};
     remaining r = NONE_LEFT;
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     for (PLIST_ENTRY le = e->IrpList.Flink; le != &e->IrpList && r != PENDING_LEFT; le = le->Flink) {
         PIRP irp = CONTAINING_RECORD(le, IRP, ThreadListEntry);
         if (matches(irp, &m)) r = completing(irp) ? ONLY_COMPLETING : PENDING_LEFT;
     }
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
     return r;
 }
 
@@ -162,7 +162,7 @@ static PIRP first_remaining(PETHREAD e, PFILE_OBJECT file)
 {
     match m = {file, NULL, false};
     PIRP found = NULL;
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     for (PLIST_ENTRY le = e->IrpList.Blink; le != &e->IrpList && !found; le = le->Blink) {
         PIRP irp = CONTAINING_RECORD(le, IRP, ThreadListEntry);
         if (matches(irp, &m)) {
@@ -170,7 +170,7 @@ static PIRP first_remaining(PETHREAD e, PFILE_OBJECT file)
             found = irp;
         }
     }
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
     return found;
 }
 
@@ -295,22 +295,22 @@ NTSTATUS NtCancelSynchronousIoFile(HANDLE ThreadHandle, PIO_STATUS_BLOCK IoReque
 static bool disassociate_one(PETHREAD e)
 {
     PIRP victim = NULL;
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     for (PLIST_ENTRY le = e->IrpList.Flink; le != &e->IrpList && !victim; le = le->Flink) {
         PIRP irp = CONTAINING_RECORD(le, IRP, ThreadListEntry);
-        plat_lock_acquire(&user_completion_lock); /* IrpListLock -> completion lock (user.h) */
+        KIRQL inner = user_lock(&user_completion_lock); /* IrpListLock -> completion lock (user.h) */
         if (!(user_irp_flags(irp) & UIRP_HANDOFF)) {
             irp->Tail.Overlay.Thread = NULL;
             victim = irp;
         }
-        plat_lock_release(&user_completion_lock);
+        user_unlock(&user_completion_lock, inner);
     }
     if (victim) {
         RemoveEntryList(&victim->ThreadListEntry);
         InitializeListHead(&victim->ThreadListEntry);
         io_irp_ref(victim); /* for the report: its completion may now free it any time */
     }
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
     if (!victim) return false;
     plat_fetch_add32(&user_disassociated, 1);
     user_file *uf = user_file_of(victim->Tail.Overlay.OriginalFileObject);

@@ -25,10 +25,10 @@ int32_t user_irp_flags(PIRP irp) { return plat_load32((volatile int32_t *)&io_pr
 /* Claim the IRP for the hand-off, or learn it was disassociated (Thread NULL). */
 static PETHREAD claim(PIRP irp)
 {
-    plat_lock_acquire(&user_completion_lock);
+    KIRQL irql = user_lock(&user_completion_lock);
     PETHREAD e = irp->Tail.Overlay.Thread;
     if (e) plat_fetch_or32((volatile int32_t *)&io_priv(irp)->user_flags, UIRP_HANDOFF);
-    plat_lock_release(&user_completion_lock);
+    user_unlock(&user_completion_lock, irql);
     return e;
 }
 
@@ -95,14 +95,14 @@ void user_handoff(PIRP irp)
      * acquire in swimlanes and lets a native point hook stop a claimed hand-off before it
      * publishes anything (T64), adding no scheduling point. */
     plat_label("I/O completion", irp);
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     if (irp->UserIosb) write_iosb(irp->UserIosb, &ios);
     if (irp->UserEvent) KeSetEvent(irp->UserEvent, IO_NO_INCREMENT, FALSE);
     if (!irp->UserEvent || uf->sync) KeSetEvent(&uf->fo.Event, IO_NO_INCREMENT, FALSE);
     if (apc) user_apc_queue_locked(e, apc);
     RemoveEntryList(&irp->ThreadListEntry);
     InitializeListHead(&irp->ThreadListEntry);
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
     user_release_buffers(irp);
     release_references(irp, uf);
 }

@@ -112,12 +112,12 @@ static void io_worker(void *arg)
 {
     (void)arg;
     for (;;) {
-        plat_lock_acquire(&defer_lock);
+        KIRQL irql = user_lock(&defer_lock);
         user_file *list = defer_head;
         defer_head = NULL;
         uint32_t seen = defer_word;
         bool stop = worker_stop != 0;
-        plat_lock_release(&defer_lock);
+        user_unlock(&defer_lock, irql);
         if (!list) {
             if (stop) return;
             /* A push after we read `seen` changes the word, so this wait cannot miss it. */
@@ -144,15 +144,15 @@ static void worker_quiesce(void)
     ke_stop_service_threads();
     plat_thread *t;
     while (!(t = plat_load_ptr((void *const volatile *)&worker_thread))) plat_yield(); /* being started */
-    plat_lock_acquire(&defer_lock);
+    KIRQL irql = user_lock(&defer_lock);
     worker_stop = 1;
     plat_fetch_add32((volatile int32_t *)&defer_word, 1);
-    plat_lock_release(&defer_lock);
+    user_unlock(&defer_lock, irql);
     plat_wake(&defer_word, INT32_MAX);
     plat_thread_join(t);
-    plat_lock_acquire(&defer_lock);
+    irql = user_lock(&defer_lock);
     worker_stop = 0;
-    plat_lock_release(&defer_lock);
+    user_unlock(&defer_lock, irql);
     plat_store_ptr((void *volatile *)&worker_thread, NULL);
     plat_store32(&worker_started, 0);
 }
@@ -180,11 +180,11 @@ void user_file_release(user_file *uf)
         return;
     }
     if (plat_fetch_add32(&uf->deferred, 1) == 0) {
-        plat_lock_acquire(&defer_lock);
+        KIRQL irql = user_lock(&defer_lock);
         uf->deferred_next = defer_head;
         defer_head = uf;
         plat_fetch_add32((volatile int32_t *)&defer_word, 1);
-        plat_lock_release(&defer_lock);
+        user_unlock(&defer_lock, irql);
     }
     if (!plat_load32(&worker_started) && plat_cas32(&worker_started, 0, 1) == 0) {
         if (plat_mode() == PLAT_NATIVE) plat_on_quiesce(worker_quiesce);

@@ -180,9 +180,9 @@ static void queue_to_thread(PETHREAD e, PIRP irp)
     plat_fetch_add32(&user_irps_pending, 1);
     /* Head insertion: walks see the newest first. The lock, not thread ownership, guards the
      * list: the hand-off removes IRPs from any thread and cancellers walk it (a leaf here). */
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     InsertHeadList(&e->IrpList, &irp->ThreadListEntry);
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
 }
 
 /* ---- synchronous file objects */

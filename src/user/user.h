@@ -8,8 +8,14 @@
  *   defer_lock (file.c): a leaf
  * All are platform lock words used as leaf locks: nothing calls a driver, IoCancelIrp or any
  * blocking routine while holding one, so they can never take part in a cycle with the cancel
- * lock or a driver's locks. They do not change IRQL: the hand-off may run at DISPATCH_LEVEL
- * (a DPC completing an IRP) and only ever takes them briefly. */
+ * lock or a driver's locks. The hand-off takes IrpListLock and the completion lock in DPCs
+ * (a DPC completing an IRP), a raised-IRQL file release takes defer_lock: those three are held
+ * at DISPATCH_LEVEL whoever takes them (user_lock / user_unlock below, ke.h's ke_lock_raised),
+ * so no DPC of the holder's vCPU can preempt a PASSIVE_LEVEL holder inside — KeSetEvent under
+ * IrpListLock, the atomics under the completion lock are scheduling points — and spin on the
+ * lock while the holder is shut out (a false deadlock under the explorer). registry_lock is
+ * only taken at PASSIVE_LEVEL by services and exiting threads, never in a DPC: it keeps the
+ * caller's IRQL, and what nests under it raises for itself. */
 #ifndef IRPK_USER_INTERNAL_H
 #define IRPK_USER_INTERNAL_H
 
@@ -19,6 +25,10 @@
 #include "irpkit/user.h"
 #include "ob/ob.h"
 #include "ps/ps.h"
+
+/* The layer's DPC-level locks (above): raise to DISPATCH_LEVEL, acquire; release, lower back. */
+static inline KIRQL user_lock(volatile void *lock) { return ke_lock_raised((volatile plat_lockword *)lock); }
+static inline void user_unlock(volatile void *lock, KIRQL old) { ke_unlock_lowered((volatile plat_lockword *)lock, old); }
 
 /* ---- configuration (irpk_user_config; environment read once at first use) */
 int64_t user_cfg_exit_poll_ms(void);

@@ -50,13 +50,13 @@ NTSTATUS user_apc_deliver(PETHREAD self)
 {
     bool ran = false;
     for (;;) {
-        plat_lock_acquire((volatile plat_lockword *)&self->IrpListLock);
+        KIRQL irql = user_lock(&self->IrpListLock);
         bool alerted = !ran && self->User.Alerted;
         if (alerted) self->User.Alerted = FALSE;
         user_apc *apc = NULL;
         if (!alerted && !IsListEmpty(&self->User.ApcList))
             apc = CONTAINING_RECORD(RemoveHeadList(&self->User.ApcList), user_apc, link);
-        plat_lock_release((volatile plat_lockword *)&self->IrpListLock);
+        user_unlock(&self->IrpListLock, irql);
         if (alerted) return STATUS_ALERTED;
         if (!apc) return ran ? STATUS_USER_APC : STATUS_SUCCESS;
         run_apc(apc); /* no lock held: the routine may issue I/O or wait */
@@ -68,10 +68,10 @@ void user_apc_rundown(PETHREAD e)
 {
     LIST_ENTRY gone;
     InitializeListHead(&gone);
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     e->User.RunDown = TRUE;
     while (!IsListEmpty(&e->User.ApcList)) InsertTailList(&gone, RemoveHeadList(&e->User.ApcList));
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
     while (!IsListEmpty(&gone)) plat_free(CONTAINING_RECORD(RemoveHeadList(&gone), user_apc, link));
 }
 
@@ -223,10 +223,10 @@ NTSTATUS NtQueueApcThread(HANDLE ThreadHandle, PPS_APC_ROUTINE ApcRoutine, PVOID
         return STATUS_NO_MEMORY;
     }
     *apc = (user_apc){{NULL, NULL}, false, (void (*)(void))ApcRoutine, ApcArgument1, ApcArgument2, ApcArgument3};
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     bool gone = e->User.RunDown;
     if (!gone) user_apc_queue_locked(e, apc);
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
     if (gone) plat_free(apc);
     ObDereferenceObject(e);
     return gone ? STATUS_THREAD_IS_TERMINATING : STATUS_SUCCESS;
@@ -238,10 +238,10 @@ NTSTATUS NtAlertThread(HANDLE ThreadHandle)
     PETHREAD e;
     NTSTATUS st = user_ref_thread(ThreadHandle, THREAD_ALERT, UserMode, &e);
     if (!NT_SUCCESS(st)) return st;
-    plat_lock_acquire((volatile plat_lockword *)&e->IrpListLock);
+    KIRQL irql = user_lock(&e->IrpListLock);
     e->User.Alerted = TRUE;
     KeSetEvent(&e->User.ApcEvent, IO_NO_INCREMENT, FALSE); /* IrpListLock -> dispatcher lock */
-    plat_lock_release((volatile plat_lockword *)&e->IrpListLock);
+    user_unlock(&e->IrpListLock, irql);
     ObDereferenceObject(e);
     return STATUS_SUCCESS;
 }

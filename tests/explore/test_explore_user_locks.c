@@ -1,5 +1,6 @@
 /* The user-mode layer's completion hand-off under the race explorer: what the issuing thread can
- * observe of its own completion.
+ * observe of its own completion, and src/user's internal locks against a DPC of the same
+ * virtual CPU.
  *
  * The device is a few lines (below): reads are pended and completed by a DPC on vCPU 0, so the
  * hand-off (IOSB, event, completion APC, thread list) runs in DPC cpu0 at DISPATCH_LEVEL;
@@ -11,7 +12,13 @@
  *    irpkit runs the hand-off on the completing thread; it used to set the event (and write
  *    the IOSB) and only then queue the APC, so the issuer could wake up, test for APCs and
  *    find none (the flaky `completion_apc_runs_in_the_issuing_thread_at_its_alertable_wait`
- *    of test_user_io, ~6 % under load). */
+ *    of test_user_io, ~7 % with two copies in parallel).
+ * 2. The per-thread IRP-list lock and the completion lock are taken by the hand-off in a DPC
+ *    and, at PASSIVE_LEVEL, by the services (NtQueueApcThread, a write completing at once).
+ *    They used to be held at the caller's IRQL: a DPC of the holder's vCPU preempting it
+ *    inside (at KeSetEvent, at an atomic) spun on the lock at DISPATCH_LEVEL and shut the
+ *    holder out of its vCPU — a deadlock Windows, which holds them at DISPATCH_LEVEL, cannot
+ *    have. Scenarios had to give each thread a vCPU of its own. */
 #include <ntifs.h>
 #include <string.h>
 
@@ -121,7 +128,7 @@ static void expect_clean(const char *what, irpk_scenario_fn fn)
     irpk_reports_set_quiet(1);
     irpk_explore_options o;
     irpk_explore_options_init(&o);
-    o.bound = 1;
+    o.bound = irpk_test_scale(100) >= 100 ? 2 : 1; /* each failure here needed one preemption */
     irpk_explore_result r;
     int found = irpk_explore(fn, NULL, &o, &r);
     printf("  %s: %llu executions, %llu schedules, %s, %.2f s\n", what, (unsigned long long)r.executions,
@@ -193,4 +200,76 @@ static void issuer_view_scenario(void *arg)
 TEST(completion_apc_is_queued_once_the_issuer_sees_its_request_complete)
 {
     expect_clean("event / IOSB seen, then the APC", issuer_view_scenario);
+}
+
+/* ------------------------------------------------------------------ 2. locks vs a DPC of the same vCPU */
+
+static struct {
+    HANDLE file, reader, issued;
+    IO_STATUS_BLOCK read_iosb, write_iosb;
+    UCHAR buf, out;
+    int read_apcs;
+    volatile int32_t queued_apcs;
+} L;
+
+static VOID NTAPI lock_read_apc(PVOID ctx, PIO_STATUS_BLOCK iosb, ULONG reserved)
+{
+    UNREFERENCED_PARAMETER(ctx), UNREFERENCED_PARAMETER(iosb), UNREFERENCED_PARAMETER(reserved);
+    L.read_apcs++;
+}
+
+static VOID NTAPI queued_apc(PVOID a, PVOID b, PVOID c)
+{
+    UNREFERENCED_PARAMETER(a), UNREFERENCED_PARAMETER(b), UNREFERENCED_PARAMETER(c);
+    plat_fetch_add32(&L.queued_apcs, 1);
+}
+
+/* vCPU 1: a handle to itself for main, one read (completed by DPC cpu0), then alertable waits until both its completion APC
+ * and main's NtQueueApcThread APC ran. */
+static void lock_reader(void *arg)
+{
+    (void)arg;
+    plat_self()->vcpu = 1;
+    HANDLE ev;
+    LARGE_INTEGER offset = {.QuadPart = 0};
+    IRPK_EXPLORE_CHECK(ObOpenObjectByPointer(PsGetCurrentThread(), 0, NULL, THREAD_ALL_ACCESS, *PsThreadType,
+                                             KernelMode, &L.reader) == STATUS_SUCCESS);
+    IRPK_EXPLORE_CHECK(NtCreateEvent(&ev, EVENT_ALL_ACCESS, NULL, SynchronizationEvent, FALSE) == STATUS_SUCCESS);
+    IRPK_EXPLORE_CHECK(NtReadFile(L.file, ev, lock_read_apc, NULL, &L.read_iosb, &L.buf, 1, &offset, NULL) ==
+                       STATUS_PENDING);
+    NtSetEvent(L.issued, NULL);
+    while (L.read_apcs == 0 || plat_load32(&L.queued_apcs) == 0) NtWaitForSingleObject(ev, TRUE, NULL);
+    NtClose(ev);
+}
+
+/* main, vCPU 0, PASSIVE_LEVEL, while DPC cpu0 completes the reader's read (its hand-off takes
+ * the completion lock and the reader's IRP-list lock at DISPATCH_LEVEL):
+ *   - NtQueueApcThread to the reader holds the reader's IRP-list lock across KeSetEvent;
+ *   - a write that completes at once runs the hand-off here: the completion lock across an
+ *     atomic, then main's own IRP-list lock across KeSetEvent of the file object. */
+static void user_locks_scenario(void *arg)
+{
+    (void)arg;
+    memset(&L, 0, sizeof L);
+    L.file = load_and_open();
+    IRPK_EXPLORE_CHECK(NtCreateEvent(&L.issued, EVENT_ALL_ACCESS, NULL, NotificationEvent, FALSE) == STATUS_SUCCESS);
+    irpk_thread *t = irpk_thread_start(lock_reader, NULL, "reader");
+    NtWaitForSingleObject(L.issued, FALSE, NULL);
+    IRPK_EXPLORE_CHECK(NtQueueApcThread(L.reader, queued_apc, NULL, NULL, NULL) == STATUS_SUCCESS);
+    LARGE_INTEGER offset = {.QuadPart = 0};
+    IRPK_EXPLORE_CHECK(NtWriteFile(L.file, NULL, NULL, NULL, &L.write_iosb, &L.out, 1, &offset, NULL) ==
+                       STATUS_SUCCESS);
+    IRPK_EXPLORE_CHECK(KeGetCurrentIrql() == PASSIVE_LEVEL);
+    irpk_thread_join(t);
+    IRPK_EXPLORE_CHECK(L.read_apcs == 1 && L.queued_apcs == 1);
+    IRPK_EXPLORE_CHECK(L.read_iosb.Status == STATUS_SUCCESS && L.read_iosb.Information == 1);
+    IRPK_EXPLORE_CHECK(L.write_iosb.Status == STATUS_SUCCESS);
+    NtClose(L.reader);
+    NtClose(L.issued);
+    close_and_unload(L.file);
+}
+
+TEST(user_locks_holder_is_not_preempted_by_a_dpc_of_its_vcpu)
+{
+    expect_clean("NtQueueApcThread and an inline completion vs a DPC's hand-off, one vCPU", user_locks_scenario);
 }
