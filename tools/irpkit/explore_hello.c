@@ -146,17 +146,16 @@ static VOID NTAPI user_read_apc(PVOID ctx, PIO_STATUS_BLOCK iosb, ULONG reserved
     U.apcs[(intptr_t)ctx]++; /* runs in the reader itself, at its alertable wait */
 }
 
-/* vCPUs: the DPC threads of the default two vCPUs run on 0 and 1. Every thread here gets a
- * vCPU of its own above those (a DPC still lands on vCPU k % 2): ke's dispatcher lock and this
- * layer's leaf locks are taken at PASSIVE_LEVEL (Windows raises IRQL for them), so a DPC that
- * shares a PASSIVE thread's vCPU could run at DISPATCH_LEVEL while that thread holds one across
- * a scheduling point (KeSetEvent's wake-up) and spin on it: a deadlock Windows cannot have. */
-enum { USER_VCPU_MAIN = NIRPS, USER_VCPU_READER = NIRPS + 1, USER_VCPU_CANCELLER = 2 * NIRPS + 1 };
+/* vCPUs: the default placement — two vCPUs, each thread on (id - 1) % 2: main and reader-2
+ * share vCPU 0 with DPC cpu0, reader-1 and the canceller vCPU 1 with DPC cpu1 — so the DPCs
+ * race the threads of their own vCPU too. (Scenarios used to give every thread a vCPU of its
+ * own: ke's dispatcher lock and src/user's locks were held at PASSIVE_LEVEL, and a DPC of the
+ * holder's vCPU could spin on one at DISPATCH_LEVEL while the holder was shut out — a false
+ * deadlock. They are held at DISPATCH_LEVEL now, as in Windows.) */
 
 static void user_reader(void *arg)
 {
     intptr_t i = (intptr_t)arg;
-    own_vcpu((uint8_t)(USER_VCPU_READER + i));
     HANDLE event;
     LARGE_INTEGER offset;
     offset.QuadPart = 0;
@@ -173,8 +172,9 @@ static void user_reader(void *arg)
         IO_STATUS_BLOCK ciosb;
         U.cancelio_status = NtCancelIoFile(U.file, &ciosb);
     }
-    /* The hand-off sets the event, then queues the APC; an alertable wait runs the APC (the
-     * event is auto-reset, so once it was consumed the wait sleeps until the APC arrives). */
+    /* The hand-off sets the event and queues the APC in one hold of this thread's IRP-list
+     * lock; an alertable wait that wakes for the event (auto-reset) returns before running
+     * the APC, the next one runs it. */
     if (U.returned[i] == STATUS_PENDING)
         while (plat_load32(&U.apcs[i]) == 0) NtWaitForSingleObject(event, TRUE, NULL);
     U.read_event[i] = NULL;
@@ -184,7 +184,6 @@ static void user_reader(void *arg)
 static void user_canceller(void *arg)
 {
     (void)arg;
-    own_vcpu(USER_VCPU_CANCELLER);
     IO_STATUS_BLOCK iosb;
     U.cancel_status = NtCancelIoFileEx(U.file, &U.iosb[NIRPS - 1], &iosb); /* CancelIoEx(h, &ov2) */
 }
@@ -192,7 +191,6 @@ static void user_canceller(void *arg)
 static void run_user(BOOLEAN as_written)
 {
     memset(&U, 0, sizeof U);
-    own_vcpu(USER_VCPU_MAIN);
     HELLO_CONFIG cfg = {as_written, 0};
     HelloSetConfig(&cfg);
     UNICODE_STRING driver_name = RTL_CONSTANT_STRING(L"\\Driver\\HelloStartIo");
