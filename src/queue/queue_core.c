@@ -159,6 +159,15 @@ void owner_put(irpk_queue *q, qowner *o)
     }
 }
 
+/* r leaves its owner group (if any) for good: it is done, or its slot is being recycled. */
+HOT static void og_leave(irpk_queue *q, qreq *r)
+{
+    if (!r->og) return;
+    ql_remove(&r->olink);
+    owner_put(q, r->og);
+    r->og = NULL;
+}
+
 /* ------------------------------------------------------------------ reserve / publish */
 
 /* Take everything a new request needs (slot, lane, owner group, heap room) so that publishing
@@ -492,11 +501,7 @@ void release(irpk_queue *q, qreq *r)
 {
     r->state = RS_DONE;
     if (r->heap_pos != NO_HEAP) heap_remove(q, r);
-    if (r->og) {
-        ql_remove(&r->olink);
-        owner_put(q, r->og);
-        r->og = NULL;
-    }
+    og_leave(q, r);
     if (!r->forwarded) log_event(q, IRPK_EV_COMPLETE, req_handle(r), r->status);
     if (r->pins) {
         r->release_deferred = 1; /* a notification is still using it: it finishes the job */
@@ -674,11 +679,7 @@ static void release_delivered(irpk_queue *q, qreq *r)
 {
     if (r->pins) plat_panic("queue: in-frame completion with a notification pending");
     r->state = RS_DONE;
-    if (r->og) {
-        ql_remove(&r->olink);
-        owner_put(q, r->og);
-        r->og = NULL;
-    }
+    og_leave(q, r);
     count_final(q, r->status);
     slot_free(q, r);
 }
@@ -1030,11 +1031,7 @@ void release_and_leave(irpk_queue *q, qreq *r)
     }
     r->state = RS_DONE;
     if (r->heap_pos != NO_HEAP) heap_remove(q, r);
-    if (r->og) {
-        ql_remove(&r->olink);
-        owner_put(q, r->og);
-        r->og = NULL;
-    }
+    og_leave(q, r);
     count_final(q, r->status);
     irpk_req_handle h = req_handle(r);
     int32_t status = r->status;
@@ -1078,11 +1075,7 @@ HOT static bool fast_ok(const irpk_queue *q, const irpk_req_opts *o, const qleas
 static inline void recycle(irpk_queue *q, qlease *l, qreq *r, uint64_t gen)
 {
     count_final(q, l->status);
-    if (r->og) {
-        ql_remove(&r->olink);
-        owner_put(q, r->og);
-        r->og = NULL;
-    }
+    og_leave(q, r);
     r->gen = gen; /* next_gen(r->gen): the old handle goes stale, as in slot_free */
     r->cancel_req = r->acked = 0;
     r->decided = 0;
