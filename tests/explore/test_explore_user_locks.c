@@ -28,6 +28,7 @@
 #include "irpkit/user.h"
 #include "irpkit/verifier.h"
 #include "ob/ob.h"
+#include "explore_check.h"
 #include "test.h"
 
 /* ------------------------------------------------------------------ the device */
@@ -126,21 +127,8 @@ static void close_and_unload(HANDLE h)
 static void expect_clean(const char *what, irpk_scenario_fn fn)
 {
     irpk_reports_set_quiet(1);
-    irpk_explore_options o;
-    irpk_explore_options_init(&o);
-    o.bound = irpk_test_scale(100) >= 100 ? 2 : 1; /* each failure here needed one preemption */
-    irpk_explore_result r;
-    int found = irpk_explore(fn, NULL, &o, &r);
-    printf("  %s: %llu executions, %llu schedules, %s, %.2f s\n", what, (unsigned long long)r.executions,
-           (unsigned long long)r.schedules, r.exhaustive ? "exhaustive" : "not exhaustive", r.seconds);
-    if (found) fprintf(stderr, "%s: %s\nschedule %s\n%s\n", irpk_failure_name(r.failure), r.message,
-                       r.schedule ? r.schedule : "-", r.swimlane ? r.swimlane : "");
-    CHECK_EQ(found, 0);
-    CHECK_EQ(r.failure, IRPK_FAILURE_NONE);
-    CHECK(r.exhaustive);
-    CHECK(r.schedules > 1);
+    irpk_test_explore_clean(what, fn, 2, 0); /* each failure here needed one preemption */
     CHECK_EQ(irpk_report_count(), 0);
-    irpk_explore_result_free(&r);
 }
 
 /* ------------------------------------------------------------------ 1. the issuer's view */

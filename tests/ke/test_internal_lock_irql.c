@@ -20,27 +20,14 @@
 #include "irpkit/explore.h"
 #include "irpkit/thread.h"
 #include "ke/ke.h"
+#include "explore_check.h"
 #include "test.h"
 
 /* Exhaustive to two preemptions natively (each deadlock needed one; the second checks the raised
  * locks bring no new failure nearby), to one in sanitizer runs (IRPK_STRESS_SCALE < 1). */
 static void expect_clean(const char *what, irpk_scenario_fn fn, unsigned vcpus)
 {
-    irpk_explore_options o;
-    irpk_explore_options_init(&o);
-    o.bound = irpk_test_scale(100) >= 100 ? 2 : 1;
-    o.vcpus = vcpus;
-    irpk_explore_result r;
-    int found = irpk_explore(fn, NULL, &o, &r);
-    printf("  %s: %llu executions, %llu schedules, %s\n", what, (unsigned long long)r.executions,
-           (unsigned long long)r.schedules, r.exhaustive ? "exhaustive" : "not exhaustive");
-    if (found) fprintf(stderr, "%s: %s\nschedule %s\n%s\n", irpk_failure_name(r.failure), r.message,
-                       r.schedule ? r.schedule : "-", r.swimlane ? r.swimlane : "");
-    CHECK_EQ(found, 0);
-    CHECK_EQ(r.failure, IRPK_FAILURE_NONE);
-    CHECK(r.exhaustive);
-    CHECK(r.schedules > 1);
-    irpk_explore_result_free(&r);
+    irpk_test_explore_clean(what, fn, 2, vcpus);
 }
 
 static void on_vcpu(uint8_t k) { plat_self()->vcpu = k; }

@@ -13,6 +13,7 @@
 #include "irpkit/runtime.h"
 #include "irpkit/thread.h"
 #include "ke/ke.h"
+#include "explore_check.h"
 #include "test.h"
 
 /* ------------------------------------------------------------------ timer expiry vs teardown */
@@ -81,19 +82,8 @@ static void no_dpc_scenario(void *arg) { (void)arg, teardown_after_expiry(0, fal
  * where every execution costs ~100 times more. Each race here is found at bound 1 or less. */
 static void expect_clean(irpk_scenario_fn fn, unsigned bound)
 {
+    irpk_test_explore_clean("timer race", fn, bound, 0);
     /* A failing execution stops mid-scenario: the observer is cleared here as well. */
-    irpk_explore_options o;
-    irpk_explore_options_init(&o);
-    o.bound = irpk_test_scale(100) >= 100 ? bound : 1;
-    irpk_explore_result r;
-    int found = irpk_explore(fn, NULL, &o, &r);
-    if (found) fprintf(stderr, "%s: %s\nschedule %s\n%s\n", irpk_failure_name(r.failure), r.message,
-                       r.schedule ? r.schedule : "-", r.swimlane ? r.swimlane : "");
-    CHECK_EQ(found, 0);
-    CHECK_EQ(r.failure, IRPK_FAILURE_NONE);
-    CHECK(r.exhaustive);
-    CHECK(r.schedules > 1);
-    irpk_explore_result_free(&r);
     ke_set_observer(NULL);
 }
 
