@@ -19,61 +19,21 @@
 
 #include "io/io.h"
 #include "irpkit/verifier.h"
+#include "../common/csq_list.h"
 #include "../common/lock_list_baseline.h"
 #include "../common/startio_driver.h"
 
-/* ---- the CSQ driver: a spin lock and a list */
+/* ---- the CSQ driver: a spin lock and a list (bench/common/csq_list.h) */
 
 static struct {
     PDEVICE_OBJECT dev;
-    IO_CSQ csq;
-    KSPIN_LOCK lock;
-    LIST_ENTRY list;
+    bench_csq_list l;
 } q;
-
-static VOID q_insert(PIO_CSQ csq, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(csq);
-    InsertTailList(&q.list, &irp->Tail.Overlay.ListEntry);
-}
-
-static VOID q_remove(PIO_CSQ csq, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(csq);
-    RemoveEntryList(&irp->Tail.Overlay.ListEntry);
-}
-
-static PIRP q_peek(PIO_CSQ csq, PIRP irp, PVOID context)
-{
-    UNREFERENCED_PARAMETER(csq);
-    UNREFERENCED_PARAMETER(context);
-    PLIST_ENTRY next = irp ? irp->Tail.Overlay.ListEntry.Flink : q.list.Flink;
-    return next == &q.list ? NULL : CONTAINING_RECORD(next, IRP, Tail.Overlay.ListEntry);
-}
-
-static VOID q_acquire(PIO_CSQ csq, PKIRQL irql)
-{
-    UNREFERENCED_PARAMETER(csq);
-    KeAcquireSpinLock(&q.lock, irql);
-}
-
-static VOID q_release(PIO_CSQ csq, KIRQL irql)
-{
-    UNREFERENCED_PARAMETER(csq);
-    KeReleaseSpinLock(&q.lock, irql);
-}
-
-static VOID q_complete_canceled(PIO_CSQ csq, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(csq);
-    irp->IoStatus.Status = STATUS_CANCELLED;
-    IoCompleteRequest(irp, IO_NO_INCREMENT);
-}
 
 static NTSTATUS q_read(PDEVICE_OBJECT d, PIRP irp)
 {
     UNREFERENCED_PARAMETER(d);
-    IoCsqInsertIrp(&q.csq, irp, NULL);
+    IoCsqInsertIrp(&q.l.csq, irp, NULL);
     return STATUS_PENDING;
 }
 
@@ -81,9 +41,7 @@ static NTSTATUS q_entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
 {
     UNREFERENCED_PARAMETER(reg);
     drv->MajorFunction[IRP_MJ_READ] = q_read;
-    KeInitializeSpinLock(&q.lock);
-    InitializeListHead(&q.list);
-    IoCsqInitialize(&q.csq, q_insert, q_remove, q_peek, q_acquire, q_release, q_complete_canceled);
+    bench_csq_list_init(&q.l);
     return IoCreateDevice(drv, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &q.dev);
 }
 
@@ -102,7 +60,7 @@ static void csq_round_trips(long n)
         /* Act as the device: take the next queued IRP (with two senders it may be the other
          * thread's) and complete it, until ours is done. */
         while (!plat_load32(&done)) {
-            PIRP next = IoCsqRemoveNextIrp(&q.csq, NULL);
+            PIRP next = IoCsqRemoveNextIrp(&q.l.csq, NULL);
             if (!next) {
                 plat_yield();
                 continue;

@@ -13,6 +13,7 @@
 #include "io/io.h"
 #include "irpkit/irpqueue.h"
 #include "irpkit/verifier.h"
+#include "../common/csq_list.h"
 #include "../common/startio_driver.h"
 
 static PDEVICE_OBJECT devs[IRP_KINDS];
@@ -55,54 +56,19 @@ static bench_startio *sio; /* loaded by bench_startio_load: reads[] only marks i
 
 #ifdef IRPK_HAVE_CSQ
 static struct {
-    IO_CSQ csq;
-    KSPIN_LOCK lock;
-    LIST_ENTRY list;
+    bench_csq_list l; /* bench/common/csq_list.h */
     volatile LONG pending; /* IRPs inserted and not yet drained; 1 -> 0 ends a dispatcher */
 } c;
-
-static VOID c_insert(PIO_CSQ csq, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(csq);
-    InsertTailList(&c.list, &irp->Tail.Overlay.ListEntry);
-}
-static VOID c_remove(PIO_CSQ csq, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(csq);
-    RemoveEntryList(&irp->Tail.Overlay.ListEntry);
-}
-static PIRP c_peek(PIO_CSQ csq, PIRP irp, PVOID ctx)
-{
-    UNREFERENCED_PARAMETER(csq);
-    UNREFERENCED_PARAMETER(ctx);
-    PLIST_ENTRY next = irp ? irp->Tail.Overlay.ListEntry.Flink : c.list.Flink;
-    return next == &c.list ? NULL : CONTAINING_RECORD(next, IRP, Tail.Overlay.ListEntry);
-}
-static VOID c_acquire(PIO_CSQ csq, PKIRQL irql)
-{
-    UNREFERENCED_PARAMETER(csq);
-    KeAcquireSpinLock(&c.lock, irql);
-}
-static VOID c_release(PIO_CSQ csq, KIRQL irql)
-{
-    UNREFERENCED_PARAMETER(csq);
-    KeReleaseSpinLock(&c.lock, irql);
-}
-static VOID c_complete_canceled(PIO_CSQ csq, PIRP irp)
-{
-    UNREFERENCED_PARAMETER(csq);
-    complete_irp(irp, STATUS_CANCELLED);
-}
 
 /* Insert; the thread that takes `pending` from 0 to 1 is the dispatcher and drains the queue
  * (one IRP at a time, like StartIo) until `pending` falls back to 0. */
 static NTSTATUS c_read(PDEVICE_OBJECT d, PIRP irp)
 {
     UNREFERENCED_PARAMETER(d);
-    IoCsqInsertIrp(&c.csq, irp, NULL);
+    IoCsqInsertIrp(&c.l.csq, irp, NULL);
     if (InterlockedIncrement(&c.pending) != 1) return STATUS_PENDING;
     do {
-        PIRP next = IoCsqRemoveNextIrp(&c.csq, NULL); /* NULL: it was cancelled meanwhile */
+        PIRP next = IoCsqRemoveNextIrp(&c.l.csq, NULL); /* NULL: it was cancelled meanwhile */
         if (next && hold_next) {
             hold_next = 0;
             held = next;
@@ -148,9 +114,7 @@ int irp_bench_init(void)
     qc.handler = a_handler;
     if (irpk_irpq_create(&qc, &aq) != 0) return -1;
 #ifdef IRPK_HAVE_CSQ
-    KeInitializeSpinLock(&c.lock);
-    InitializeListHead(&c.list);
-    IoCsqInitialize(&c.csq, c_insert, c_remove, c_peek, c_acquire, c_release, c_complete_canceled);
+    bench_csq_list_init(&c.l);
 #endif
     static const wchar_t *names[] = {L"\\Driver\\bq_adapter", L"\\Driver\\bq_startio",
                                      L"\\Driver\\bq_csq"};
@@ -212,7 +176,7 @@ static void release_held(irp_kind k)
 #ifdef IRPK_HAVE_CSQ
         complete_irp(irp, STATUS_SUCCESS);
         while (InterlockedDecrement(&c.pending) != 0) { /* drain what queued meanwhile */
-            PIRP next = IoCsqRemoveNextIrp(&c.csq, NULL);
+            PIRP next = IoCsqRemoveNextIrp(&c.l.csq, NULL);
             if (next) complete_irp(next, STATUS_SUCCESS);
         }
 #endif
