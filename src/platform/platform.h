@@ -57,7 +57,7 @@ enum plat_ext_slot {
     PLAT_EXT_TRACE,   /* trace: per-thread buffer */
     PLAT_EXT_QUEUE,   /* queue: callback-nesting record */
     PLAT_EXT_PS,      /* ps: the thread object (ETHREAD) with the pending-IRP list */
-    PLAT_EXT_USER2,
+    PLAT_EXT_IRPQ,    /* queue's IRP adapter: the cancel routine this thread is inside */
     PLAT_EXT_USER3,
     PLAT_EXT_COUNT
 };

@@ -81,16 +81,35 @@ static void irp_refuse(PIRP irp, NTSTATUS status)
 
 /* ------------------------------------------------------------------ cancellation */
 
+/* The cancel routine this thread is running (a stack: a completion it causes may cancel another
+ * adapter IRP): which IRP, and whether that IRP's completion ran nested in its irpk_req_cancel. */
+typedef struct cancel_frame {
+    PIRP irp;
+    bool completed;
+    struct cancel_frame *up;
+} cancel_frame;
+
+static cancel_frame **cancel_top(void) { return (cancel_frame **)&plat_self()->ext[PLAT_EXT_IRPQ]; }
+
 static VOID irpq_cancel_routine(PDEVICE_OBJECT dev, PIRP irp)
 {
     UNREFERENCED_PARAMETER(dev);
     /* First thing: the global lock is IoCancelIrp's, not ours. Everything below is decided by
      * the queue's own lock and terminal transition. */
     IoReleaseCancelSpinLock(irp->CancelIrql);
-    /* Still alive: the IRP is not completed before this routine says so (handshake), and
-     * close waits for cancels_pending, raised before the request could be released. */
+    /* Still alive: the IRP is not completed before this routine says so (handshake, or the
+     * nested completion below), and close waits for cancels_pending, raised before the request
+     * could be released. */
     irpk_irpq *q = DC(irp)[DC_QUEUE];
+    cancel_frame **top = cancel_top(), me = {irp, false, *top};
+    *top = &me;
     irpk_req_cancel(q->q, irp_handle(irp)); /* queued: completed (below); running: flagged */
+    *top = me.up;
+    /* The common case, a queued request: the queue delivered its completion inside that call,
+     * on this thread, and irpq_on_complete completed the IRP at once. It is gone: not touched
+     * again, and q was not counted (the completion returned before irpk_req_cancel did, and
+     * nothing of q is read after it). */
+    if (me.completed) return;
     if (handshake(irp, HS_CANCEL_DONE) & HS_COMPLETED) {
         irp_complete(irp);
         plat_fetch_add32(&q->cancels_pending, -1); /* our last access to q */
@@ -110,6 +129,16 @@ static void irpq_on_complete(irpk_queue *qq, irpk_req_handle h, int32_t status, 
         irp->IoStatus.Information = 0; /* irpk_irpq_complete set it otherwise */
     } else {
         irp->IoStatus.Status = status;
+    }
+    /* Nested in this IRP's own cancel routine (its irpk_req_cancel delivered us): IoCancelIrp
+     * took the routine, and that routine is our caller, which leaves the IRP alone once it
+     * sees `completed`. No handshake and no count needed: complete now. */
+    for (cancel_frame *c = *cancel_top(); c; c = c->up) {
+        if (c->irp == irp) {
+            c->completed = true;
+            irp_complete(irp);
+            return;
+        }
     }
     /* Got the routine back: IoCancelIrp can no longer call it, the IRP is ours alone. */
     if (IoSetCancelRoutine(irp, NULL)) {

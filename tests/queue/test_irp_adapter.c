@@ -40,6 +40,7 @@ static struct {
     volatile int32_t completions; /* atomic: a closer or worker thread may complete */
     NTSTATUS status;              /* written before the count, read after it */
     ULONG_PTR info;
+    PIRP cancel_next; /* the completion routine cancels this IRP (nested cancel routines) */
 } O[MAXI];
 static int n_irps;
 
@@ -97,6 +98,7 @@ static NTSTATUS originator_done(PDEVICE_OBJECT dev, PIRP irp, PVOID ctx)
     O[i].status = irp->IoStatus.Status;
     O[i].info = irp->IoStatus.Information;
     plat_fetch_add32(&O[i].completions, 1);
+    if (O[i].cancel_next) IoCancelIrp(O[i].cancel_next);
     return STATUS_MORE_PROCESSING_REQUIRED; /* the test frees it at teardown */
 }
 
@@ -266,6 +268,29 @@ TEST(cancel_of_a_queued_irp_returns_true_and_completes_it_cancelled_once)
     CHECK_EQ(T.nhandled, 2);
     CHECK_PTR(T.handled[1], c); /* b never reached the handler */
     CHECK_EQ(irpk_irpq_complete(T.q, c, STATUS_SUCCESS, 0), 0);
+    teardown();
+}
+
+/* IoCancelIrp(b) completes b inside b's own cancel routine (the adapter skips its handshake
+ * there); b's completion routine cancels c, whose cancel routine now runs nested in b's, and
+ * whose completion is delivered after b's (not nested: the queue never nests its callbacks),
+ * so c takes the handshake path. Both end exactly once, cancelled, before IoCancelIrp(b)
+ * returns; close does not wait for a cancel routine that is not there (teardown). */
+TEST(completion_routine_cancelling_another_queued_irp_from_inside_a_cancel_completes_both_once)
+{
+    setup();
+    PIRP a = send(NULL), b = send(NULL), c = send(NULL), d = send(NULL);
+    O[irp_index(b)].cancel_next = c;
+    CHECK(IoCancelIrp(b));
+    CHECK_EQ(completions(b), 1);
+    CHECK_EQ(status_of(b), STATUS_CANCELLED);
+    CHECK_EQ(completions(c), 1);
+    CHECK_EQ(status_of(c), STATUS_CANCELLED);
+    CHECK_EQ(completions(d), 0);
+    CHECK_EQ(irpk_irpq_complete(T.q, a, STATUS_SUCCESS, 0), 0);
+    CHECK_EQ(T.nhandled, 2);
+    CHECK_PTR(T.handled[1], d); /* b and c never reached the handler */
+    CHECK_EQ(irpk_irpq_complete(T.q, d, STATUS_SUCCESS, 0), 0);
     teardown();
 }
 
