@@ -22,11 +22,10 @@
 #include <string.h>
 
 #include "csq_startio.h"
-#include "io/io.h"
+#include "explore_driver.h"
 #include "irpkit/explore.h"
 #include "irpkit/thread.h"
 #include "irpkit/user.h"
-#include "ob/ob.h"
 
 #define NREADERS 2
 
@@ -41,13 +40,13 @@ static struct {
 } C;
 
 /* vCPUs: the default two vCPUs' DPC threads run on 0 and 1; every thread here gets a vCPU of
- * its own above those, as in `sample-user` (tools/irpkit/explore_hello.c says why). */
-static void own_vcpu(uint8_t k) { plat_self()->vcpu = k; }
+ * its own above those (xdrv_own_vcpu), as in `sample-user` (tools/irpkit/explore_hello.c says
+ * why). */
 
 static void reader(void *arg)
 {
     intptr_t i = (intptr_t)arg;
-    own_vcpu((uint8_t)(3 + i));
+    xdrv_own_vcpu((uint8_t)(3 + i));
     C.returned[i] = NtReadFile(C.file, C.event[i], NULL, NULL, &C.iosb[i], &C.data[i], sizeof(ULONG), NULL, NULL);
     C.final[i] = C.returned[i];
     if (C.returned[i] == STATUS_PENDING) {
@@ -59,7 +58,7 @@ static void reader(void *arg)
 static void canceller(void *arg)
 {
     (void)arg;
-    own_vcpu(5);
+    xdrv_own_vcpu(5);
     IO_STATUS_BLOCK iosb;
     C.cancel_status = NtCancelIoFileEx(C.file, &C.iosb[NREADERS - 1], &iosb);
 }
@@ -67,20 +66,16 @@ static void canceller(void *arg)
 static void closer(void *arg)
 {
     (void)arg;
-    own_vcpu(6);
+    xdrv_own_vcpu(6);
     C.close_status = NtClose(C.file); /* IRP_MJ_CLEANUP while the reads are in flight */
 }
 
 /* The driver's counters, through a second (synchronous) handle. */
 static NTSTATUS read_stats(CSQ_STARTIO_STATS *s)
 {
-    UNICODE_STRING name = RTL_CONSTANT_STRING(CSQ_STARTIO_LINK_NAME);
-    OBJECT_ATTRIBUTES oa;
     IO_STATUS_BLOCK iosb;
     HANDLE h;
-    InitializeObjectAttributes(&oa, &name, OBJ_CASE_INSENSITIVE, NULL, NULL);
-    NTSTATUS st = NtCreateFile(&h, GENERIC_READ | SYNCHRONIZE, &oa, &iosb, NULL, FILE_ATTRIBUTE_NORMAL, 0, FILE_OPEN,
-                               FILE_SYNCHRONOUS_IO_NONALERT, NULL, 0);
+    NTSTATUS st = xdrv_open(CSQ_STARTIO_LINK_NAME, FILE_SYNCHRONOUS_IO_NONALERT, &h);
     if (!NT_SUCCESS(st)) return st;
     st = NtDeviceIoControlFile(h, NULL, NULL, NULL, &iosb, IOCTL_CSQ_STARTIO_STATS, NULL, 0, s, sizeof *s);
     NtClose(h);
@@ -91,19 +86,11 @@ static void scenario(void *arg)
 {
     (void)arg;
     memset(&C, 0, sizeof C);
-    own_vcpu(2);
+    xdrv_own_vcpu(2);
     CSQ_STARTIO_CONFIG config = {0, 0, 1}; /* no settling: no poll timer */
     CsqStartIoSetConfig(&config);
-    UNICODE_STRING driver_name = RTL_CONSTANT_STRING(L"\\Driver\\CsqStartIo");
-    IRPK_EXPLORE_CHECK(NT_SUCCESS(IoCreateDriver(&driver_name, CsqStartIoDriverEntry)));
-    C.dev = io_lookup_device(CSQ_STARTIO_LINK_NAME);
-    IRPK_EXPLORE_CHECK(C.dev != NULL);
-    UNICODE_STRING name = RTL_CONSTANT_STRING(CSQ_STARTIO_LINK_NAME);
-    OBJECT_ATTRIBUTES oa;
-    IO_STATUS_BLOCK iosb;
-    InitializeObjectAttributes(&oa, &name, OBJ_CASE_INSENSITIVE, NULL, NULL);
-    IRPK_EXPLORE_CHECK(NtCreateFile(&C.file, GENERIC_READ | SYNCHRONIZE, &oa, &iosb, NULL, FILE_ATTRIBUTE_NORMAL, 0,
-                                    FILE_OPEN, 0 /* overlapped */, NULL, 0) == STATUS_SUCCESS);
+    C.dev = xdrv_load(L"\\Driver\\CsqStartIo", CsqStartIoDriverEntry, CSQ_STARTIO_LINK_NAME);
+    IRPK_EXPLORE_CHECK(xdrv_open(CSQ_STARTIO_LINK_NAME, 0 /* overlapped */, &C.file) == STATUS_SUCCESS);
     /* The events exist before the close: no handle is created while the file handle may be
      * closing, so a stale file handle is STATUS_INVALID_HANDLE, never another object's. */
     for (int i = 0; i < NREADERS; i++) {
@@ -134,13 +121,8 @@ static void scenario(void *arg)
     IRPK_EXPLORE_CHECK(s.CleanupLeftovers == 0);
     IRPK_EXPLORE_CHECK(s.MadeCurrent == s.Transferred + s.CurrentCancelled);
     IRPK_EXPLORE_CHECK(irpk_user_flush(-1) == 0);
-    irpk_user_stats us;
-    irpk_user_get_stats(&us);
-    if (us.files_live || us.irps_pending || us.dropped || us.disassociated || ob_open_handles())
-        irpk_explore_fail("leak: %ld file objects, %ld requests pending, %ld dropped, %ld disassociated, %ld handles",
-                          us.files_live, us.irps_pending, us.dropped, us.disassociated, (long)ob_open_handles());
-    IRPK_EXPLORE_CHECK(io_unload_driver(C.dev->DriverObject) == 0);
-    if (io_irps_live()) irpk_explore_fail("leak: %ld IRPs still allocated after the unload", io_irps_live());
+    xdrv_check_user_leaks();
+    xdrv_unload(C.dev);
 }
 
 void irpk_explore_csq_register(void)

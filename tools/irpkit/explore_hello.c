@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "explore_driver.h"
 #include "hello_startio.h"
 #include "io/io.h"
 #include "irpkit/explore.h"
@@ -34,9 +35,9 @@ static int32_t completions[NIRPS];
 static NTSTATUS statuses[NIRPS];
 static char buffers[NIRPS][32];
 
-/* Every simulated thread on its own virtual CPU (main keeps 0): the races are between
- * processors, and a thread at DISPATCH_LEVEL would otherwise shut out its vCPU's neighbours. */
-static void own_vcpu(uint8_t k) { plat_self()->vcpu = k; }
+/* Every simulated thread on its own virtual CPU (main keeps 0, the others xdrv_own_vcpu): the
+ * races are between processors, and a thread at DISPATCH_LEVEL would otherwise shut out its
+ * vCPU's neighbours. */
 
 static NTSTATUS on_complete(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
 {
@@ -52,7 +53,7 @@ static NTSTATUS on_complete(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
 static void reader(void *arg)
 {
     intptr_t i = (intptr_t)arg;
-    own_vcpu((uint8_t)(1 + i));
+    xdrv_own_vcpu((uint8_t)(1 + i));
     IoCallDriver(dev, irps[i]);
     KeWaitForSingleObject(&done[i], Executive, KernelMode, FALSE, NULL);
 }
@@ -60,18 +61,29 @@ static void reader(void *arg)
 static void canceller(void *arg)
 {
     (void)arg;
-    own_vcpu(NIRPS + 1);
+    xdrv_own_vcpu(NIRPS + 1);
     IoCancelIrp(irps[NIRPS - 1]); /* the IRP stays allocated for the whole execution */
+}
+
+/* The sample driver, as written or corrected, loaded for this execution. */
+static void load_sample(BOOLEAN as_written)
+{
+    HELLO_CONFIG cfg = {as_written, 0};
+    HelloSetConfig(&cfg);
+    dev = xdrv_load(L"\\Driver\\HelloStartIo", HelloDriverEntry, HELLO_DEVICE_NAME);
+}
+
+/* The device has no current IRP and its device queue is not busy. */
+static void check_idle(void)
+{
+    if (dev->CurrentIrp || dev->DeviceQueue.Busy)
+        irpk_explore_fail("the device is not idle at the end: CurrentIrp IRP#%u, device queue %s",
+                          io_irp_id(dev->CurrentIrp), dev->DeviceQueue.Busy ? "busy" : "idle");
 }
 
 static void run(BOOLEAN as_written)
 {
-    HELLO_CONFIG cfg = {as_written, 0};
-    HelloSetConfig(&cfg);
-    UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Driver\\HelloStartIo");
-    IRPK_EXPLORE_CHECK(NT_SUCCESS(IoCreateDriver(&name, HelloDriverEntry)));
-    dev = io_lookup_device(HELLO_DEVICE_NAME);
-    IRPK_EXPLORE_CHECK(dev != NULL);
+    load_sample(as_written);
     for (int i = 0; i < NIRPS; i++) {
         completions[i] = 0;
         statuses[i] = STATUS_PENDING;
@@ -94,10 +106,8 @@ static void run(BOOLEAN as_written)
             irpk_explore_fail("IRP#%u completed %d times", io_irp_id(irps[i]), (int)completions[i]);
     IRPK_EXPLORE_CHECK(statuses[0] == STATUS_SUCCESS); /* nobody cancels the first read */
     IRPK_EXPLORE_CHECK(statuses[1] == STATUS_SUCCESS || statuses[1] == STATUS_CANCELLED);
-    if (dev->CurrentIrp || dev->DeviceQueue.Busy)
-        irpk_explore_fail("the device is not idle at the end: CurrentIrp IRP#%u, device queue %s",
-                          io_irp_id(dev->CurrentIrp), dev->DeviceQueue.Busy ? "busy" : "idle");
-    IRPK_EXPLORE_CHECK(io_unload_driver(dev->DriverObject) == 0);
+    check_idle();
+    IRPK_EXPLORE_CHECK(io_unload_driver(dev->DriverObject) == 0); /* the IRPs are the scenario's */
 }
 
 static void sample(void *arg) { (void)arg, run(FALSE); }
@@ -191,18 +201,8 @@ static void user_canceller(void *arg)
 static void run_user(BOOLEAN as_written)
 {
     memset(&U, 0, sizeof U);
-    HELLO_CONFIG cfg = {as_written, 0};
-    HelloSetConfig(&cfg);
-    UNICODE_STRING driver_name = RTL_CONSTANT_STRING(L"\\Driver\\HelloStartIo");
-    IRPK_EXPLORE_CHECK(NT_SUCCESS(IoCreateDriver(&driver_name, HelloDriverEntry)));
-    dev = io_lookup_device(HELLO_DEVICE_NAME);
-    IRPK_EXPLORE_CHECK(dev != NULL);
-    UNICODE_STRING name = RTL_CONSTANT_STRING(HELLO_DDK_LINK_NAME);
-    OBJECT_ATTRIBUTES oa;
-    IO_STATUS_BLOCK iosb;
-    InitializeObjectAttributes(&oa, &name, OBJ_CASE_INSENSITIVE, NULL, NULL);
-    IRPK_EXPLORE_CHECK(NtCreateFile(&U.file, GENERIC_READ | SYNCHRONIZE, &oa, &iosb, NULL, FILE_ATTRIBUTE_NORMAL, 0,
-                                    FILE_OPEN, 0 /* overlapped */, NULL, 0) == STATUS_SUCCESS);
+    load_sample(as_written);
+    IRPK_EXPLORE_CHECK(xdrv_open(HELLO_DDK_LINK_NAME, 0 /* overlapped */, &U.file) == STATUS_SUCCESS);
     for (int i = 0; i < NIRPS; i++) {
         U.iosb[i].Status = -1; /* not written by any completion yet */
         IRPK_EXPLORE_CHECK(NtCreateEvent(&U.issued[i], EVENT_ALL_ACCESS, NULL, NotificationEvent, FALSE) ==
@@ -234,22 +234,12 @@ static void run_user(BOOLEAN as_written)
                        U.cancel_status == STATUS_INVALID_HANDLE); /* after main's NtClose */
     IRPK_EXPLORE_CHECK(U.cancelio_status == STATUS_SUCCESS || U.cancelio_status == STATUS_INVALID_HANDLE);
     IRPK_EXPLORE_CHECK(U.close_status == STATUS_SUCCESS);
-    irpk_user_stats us;
-    irpk_user_get_stats(&us);
-    if (us.files_live || us.files_closing || us.irps_pending || us.dropped || us.disassociated ||
-        ob_open_handles())
-        irpk_explore_fail("leak: %ld file objects (%ld closing), %ld requests pending, %ld dropped, %ld "
-                          "disassociated, %ld handles",
-                          us.files_live, us.files_closing, us.irps_pending, us.dropped, us.disassociated,
-                          (long)ob_open_handles());
-    if (dev->CurrentIrp || dev->DeviceQueue.Busy)
-        irpk_explore_fail("the device is not idle at the end: CurrentIrp IRP#%u, device queue %s",
-                          io_irp_id(dev->CurrentIrp), dev->DeviceQueue.Busy ? "busy" : "idle");
-    IRPK_EXPLORE_CHECK(io_unload_driver(dev->DriverObject) == 0);
-    /* After the unload: the verifier keeps a reference on the IRP StartIo last saw as current
-     * until the device's next StartIo or IoStartNextPacket, or its deletion — when a cancel
-     * routine's IoStartNextPacket ran before a late StartIo call, that is the deletion. */
-    if (io_irps_live()) irpk_explore_fail("leak: %ld IRPs still allocated after the unload", io_irps_live());
+    xdrv_check_user_leaks();
+    check_idle();
+    /* No IRP left after the unload: the verifier keeps a reference on the IRP StartIo last saw
+     * as current until the device's next StartIo or IoStartNextPacket, or its deletion — when a
+     * cancel routine's IoStartNextPacket ran before a late StartIo call, that is the deletion. */
+    xdrv_unload(dev);
 }
 
 static void sample_user(void *arg) { (void)arg, run_user(FALSE); }
