@@ -4,19 +4,11 @@
  * loses the IRP cancelled before IoStartPacket, and its reader waits forever. */
 #include <string.h>
 
-#include "explore/scenarios.h"
 #include "explore_hello.h"
+#include "hello_scenarios.h"
 #include "irpkit/explore.h"
 #include "irpkit/verifier.h"
 #include "test.h"
-
-static const xscenario *hello(const char *name)
-{
-    irpk_explore_hello_register();
-    const xscenario *sc = xscenario_find(name);
-    if (!sc) irpk_test_fail(__FILE__, __LINE__, "scenario %s not registered", name);
-    return sc;
-}
 
 TEST(registration_adds_the_example_scenarios_once)
 {
@@ -26,7 +18,7 @@ TEST(registration_adds_the_example_scenarios_once)
     const xscenario *all = xscenario_list(&n);
     for (size_t i = 0; i < n; i++) found += !strcmp(all[i].name, "sample");
     CHECK_EQ(found, 1);
-    irpk_scenario dup = {"sample", "again", hello("sample")->fn, IRPK_FAILURE_NONE, NULL};
+    irpk_scenario dup = {"sample", "again", irpk_test_hello_scenario("sample")->fn, IRPK_FAILURE_NONE, NULL};
     CHECK_EQ(irpk_explore_register_scenario(&dup), -1);
     irpk_scenario bad = {"no-fn", "", NULL, IRPK_FAILURE_NONE, NULL};
     CHECK_EQ(irpk_explore_register_scenario(&bad), -1);
@@ -39,7 +31,7 @@ TEST(corrected_sample_two_readers_one_canceller_is_exhaustive_to_bound_2)
     irpk_explore_options_init(&o);
     o.bound = 2;
     irpk_explore_result r;
-    CHECK_EQ(irpk_explore(hello("sample")->fn, NULL, &o, &r), 0);
+    CHECK_EQ(irpk_explore(irpk_test_hello_scenario("sample")->fn, NULL, &o, &r), 0);
     CHECK_EQ(r.failure, IRPK_FAILURE_NONE);
     CHECK(r.exhaustive);
     CHECK_EQ(r.bound, 2);
@@ -50,7 +42,7 @@ TEST(corrected_sample_two_readers_one_canceller_is_exhaustive_to_bound_2)
 TEST(sample_as_written_loses_the_irp_cancelled_before_IoStartPacket)
 {
     irpk_reports_set_quiet(1);
-    const xscenario *sc = hello("sample-as-written");
+    const xscenario *sc = irpk_test_hello_scenario("sample-as-written");
     for (int s = IRPK_STRATEGY_DFS; s <= IRPK_STRATEGY_PCT; s++) {
         irpk_explore_options o;
         irpk_explore_options_init(&o);

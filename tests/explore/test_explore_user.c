@@ -12,8 +12,7 @@
  * issued I/O before an exploration is registered again afterwards). */
 #include <string.h>
 
-#include "explore/scenarios.h"
-#include "explore_hello.h"
+#include "hello_scenarios.h"
 #include "hello_startio.h"
 #include "io/io.h"
 #include "irpkit/explore.h"
@@ -31,14 +30,6 @@
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:ob_insert_handle\nleak:IoAllocateIrp\n"; }
 
-static const xscenario *scenario(const char *name)
-{
-    irpk_explore_hello_register();
-    const xscenario *sc = xscenario_find(name);
-    if (!sc) irpk_test_fail(__FILE__, __LINE__, "scenario %s not registered", name);
-    return sc;
-}
-
 /* The corrected sample passes every schedule with at most one preemption: tens of thousands
  * of executions of the whole user program, each from a fresh user layer (about 2 s natively;
  * the sanitizer runs, IRPK_STRESS_SCALE < 1, explore the first 2 000 of them: a TSan
@@ -46,7 +37,7 @@ static const xscenario *scenario(const char *name)
 TEST(sample_user_corrected_is_exhaustive_to_bound_1)
 {
     irpk_reports_set_quiet(1);
-    const xscenario *sc = scenario("sample-user");
+    const xscenario *sc = irpk_test_hello_scenario("sample-user");
     CHECK_EQ(sc->expect, IRPK_FAILURE_NONE);
     bool full = irpk_test_scale(100) >= 100;
     irpk_explore_options o;
@@ -79,7 +70,7 @@ TEST(sample_user_corrected_is_exhaustive_to_bound_1)
 TEST(sample_user_explorations_repeat_exactly)
 {
     irpk_reports_set_quiet(1);
-    const xscenario *sc = scenario("sample-user");
+    const xscenario *sc = irpk_test_hello_scenario("sample-user");
     irpk_explore_options o;
     irpk_explore_options_init(&o);
     o.bound = 0;
@@ -110,7 +101,7 @@ TEST(sample_user_explorations_repeat_exactly)
 TEST(sample_user_as_written_loses_the_read_and_the_counterexample_replays)
 {
     irpk_reports_set_quiet(1);
-    const xscenario *sc = scenario("sample-user-as-written");
+    const xscenario *sc = irpk_test_hello_scenario("sample-user-as-written");
     CHECK_EQ(sc->expect, IRPK_FAILURE_DEADLOCK);
     for (int s = IRPK_STRATEGY_DFS; s <= IRPK_STRATEGY_PCT; s++) {
         irpk_explore_options o;
@@ -213,7 +204,7 @@ TEST(native_user_io_works_before_and_after_explorations)
     o.strategy = IRPK_STRATEGY_RANDOM;
     o.max_executions = 200;
     irpk_explore_result r;
-    CHECK_EQ(irpk_explore(scenario("sample-user")->fn, NULL, &o, &r), 0);
+    CHECK_EQ(irpk_explore(irpk_test_hello_scenario("sample-user")->fn, NULL, &o, &r), 0);
     CHECK_EQ(r.executions, 200);
     irpk_explore_result_free(&r);
 
