@@ -80,26 +80,68 @@ static inline void rec_ready(irpk_queue *q, void *q_ctx)
     ((rec *)q_ctx)->nready++;
 }
 
-/* A queue wired to a recorder. */
-static inline irpk_queue *rec_queue(rec *r, irpk_queue_mode mode, irpk_queue_order order,
-                                    unsigned par)
+/* ------------------------------------------------------------------ arranging a queue
+ * A test with a queue of its own makes it in one call: rec_queue (every callback recorded),
+ * completion_queue (completions recorded), handler_queue (one dispatch handler), or a helper
+ * of its own that starts from queue_config / rec_config and ends with queue_from. */
+
+/* irpk_queue_config_init's defaults, in the given mode. */
+static inline irpk_queue_config queue_config(irpk_queue_mode mode)
 {
-    memset(r, 0, sizeof *r);
     irpk_queue_config c;
     irpk_queue_config_init(&c);
     c.mode = mode;
+    return c;
+}
+
+/* queue_config with completions recorded in r (zeroed here); no other callback. */
+static inline irpk_queue_config rec_config(rec *r, irpk_queue_mode mode)
+{
+    memset(r, 0, sizeof *r);
+    irpk_queue_config c = queue_config(mode);
+    c.on_complete = rec_complete;
+    c.ctx = r;
+    return c;
+}
+
+/* The queue c describes; NULL when irpk_queue_create refuses it. */
+static inline irpk_queue *queue_from(const irpk_queue_config *c)
+{
+    irpk_queue *q = NULL;
+    if (irpk_queue_create(c, &q) != 0) return NULL;
+    return q;
+}
+
+/* A queue wired to a recorder: every callback recorded, timers run by hand (run_timers). */
+static inline irpk_queue *rec_queue(rec *r, irpk_queue_mode mode, irpk_queue_order order,
+                                    unsigned par)
+{
+    irpk_queue_config c = rec_config(r, mode);
     c.order = order;
     c.max_parallel = par;
     c.on_dispatch = rec_dispatch;
-    c.on_complete = rec_complete;
     c.on_cancel = rec_notify;
     c.on_ready = rec_ready;
     c.manual_timers = 1;
     c.log_capacity = QTEST_LOG; /* 0 in the *_lease builds: callbacks then run on leases */
-    c.ctx = r;
-    irpk_queue *q = NULL;
-    if (irpk_queue_create(&c, &q) != 0) return NULL;
-    return q;
+    return queue_from(&c);
+}
+
+/* A queue that records only completions in r, with the real timer thread. */
+static inline irpk_queue *completion_queue(rec *r, irpk_queue_mode mode)
+{
+    irpk_queue_config c = rec_config(r, mode);
+    return queue_from(&c);
+}
+
+/* A queue whose only callback is on_dispatch, up to par requests running (no recorder). */
+static inline irpk_queue *handler_queue(irpk_queue_mode mode, unsigned par,
+                                        irpk_dispatch_fn on_dispatch)
+{
+    irpk_queue_config c = queue_config(mode);
+    c.max_parallel = par;
+    c.on_dispatch = on_dispatch;
+    return queue_from(&c);
 }
 
 static inline irpk_req_handle submit_ctx(irpk_queue *q, void *ctx)

@@ -164,15 +164,19 @@ static void check_after_notify(irpk_queue *q, irpk_req_handle h, int32_t st, voi
     completion_saw_notify_returned = notify_returned;
 }
 
-TEST(completion_never_runs_before_cancel_notification_returns)
+/* A MANUAL queue whose cancel notification completes the request at once. */
+static irpk_queue *notify_completes_queue(void)
 {
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.mode = IRPK_QUEUE_MANUAL;
+    irpk_queue_config c = queue_config(IRPK_QUEUE_MANUAL);
     c.on_cancel = complete_in_notify;
     c.on_complete = check_after_notify;
-    irpk_queue *q;
-    REQUIRE(irpk_queue_create(&c, &q) == 0);
+    return queue_from(&c);
+}
+
+TEST(completion_never_runs_before_cancel_notification_returns)
+{
+    irpk_queue *q = notify_completes_queue();
+    REQUIRE(q);
     irpk_req_handle h = submit_ctx(q, NULL), got;
     irpk_queue_retrieve(q, &got);
     notify_returned = completion_saw_notify_returned = 0;
@@ -226,11 +230,8 @@ static void cancel_wait_in_callback(irpk_queue *q, irpk_req_handle h, void *r_ct
 
 TEST(cancel_wait_from_own_callback_fails_busy)
 {
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.on_dispatch = cancel_wait_in_callback;
-    irpk_queue *q;
-    REQUIRE(irpk_queue_create(&c, &q) == 0);
+    irpk_queue *q = handler_queue(IRPK_QUEUE_SEQUENTIAL, 1, cancel_wait_in_callback);
+    REQUIRE(q);
     busy_result = 0;
     submit_ctx(q, NULL);
     CHECK_EQ(busy_result, IRPK_QE_BUSY);
@@ -276,15 +277,8 @@ TEST(cancel_owner_removes_queued_and_notifies_running)
 TEST(timer_thread_expires_queued_request)
 {
     rec r;
-    irpk_queue *q = rec_queue(&r, IRPK_QUEUE_MANUAL, IRPK_ORDER_FIFO, 1);
+    irpk_queue *q = completion_queue(&r, IRPK_QUEUE_MANUAL);
     REQUIRE(q);
-    irpk_queue_free(q);
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.mode = IRPK_QUEUE_MANUAL;
-    c.on_complete = rec_complete;
-    c.ctx = &r;
-    REQUIRE(irpk_queue_create(&c, &q) == 0);
     irpk_req_handle late = submit_opts(q, 0, 0, plat_now_ns() + 3600 * 1000000000LL);
     irpk_req_handle h = submit_opts(q, 0, 0, plat_now_ns() + 1000000);
     irpk_queue_stats s;

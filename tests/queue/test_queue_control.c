@@ -35,19 +35,19 @@ TEST(stop_without_handler_waits_for_running_requests)
     irpk_queue_free(q);
 }
 
+/* A MANUAL queue that asks r (r->stop_disp) what to do with running requests at stop. */
+static irpk_queue *stop_queue(rec *r)
+{
+    irpk_queue_config c = rec_config(r, IRPK_QUEUE_MANUAL);
+    c.on_stop = rec_stop;
+    return queue_from(&c);
+}
+
 TEST(stop_dispositions_requeue_keep_and_complete)
 {
     rec r;
-    irpk_queue *q = rec_queue(&r, IRPK_QUEUE_MANUAL, IRPK_ORDER_FIFO, 1);
+    irpk_queue *q = stop_queue(&r);
     REQUIRE(q);
-    irpk_queue_free(q);
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.mode = IRPK_QUEUE_MANUAL;
-    c.on_stop = rec_stop;
-    c.on_complete = rec_complete;
-    c.ctx = &r;
-    REQUIRE(irpk_queue_create(&c, &q) == 0);
     irpk_req_handle a = submit_ctx(q, NULL), b = submit_ctx(q, NULL), got;
     irpk_queue_retrieve(q, &got);
 
@@ -136,11 +136,8 @@ static void sync_calls_in_dispatch(irpk_queue *q, irpk_req_handle h, void *r_ctx
 
 TEST(synchronous_stop_drain_purge_close_from_own_callback_fail_busy)
 {
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.on_dispatch = sync_calls_in_dispatch;
-    irpk_queue *q;
-    REQUIRE(irpk_queue_create(&c, &q) == 0);
+    irpk_queue *q = handler_queue(IRPK_QUEUE_SEQUENTIAL, 1, sync_calls_in_dispatch);
+    REQUIRE(q);
     submit_ctx(q, NULL);
     for (int i = 0; i < 4; i++) CHECK_EQ(sync_results[i], IRPK_QE_BUSY);
     irpk_queue_stats s;
@@ -168,13 +165,8 @@ static void submit_from_thread(void *arg) { submit_ctx(arg, NULL); }
 
 TEST(stop_sync_returns_only_when_no_callback_runs)
 {
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.mode = IRPK_QUEUE_PARALLEL;
-    c.max_parallel = 4;
-    c.on_dispatch = slow_handler;
-    irpk_queue *q;
-    REQUIRE(irpk_queue_create(&c, &q) == 0);
+    irpk_queue *q = handler_queue(IRPK_QUEUE_PARALLEL, 4, slow_handler);
+    REQUIRE(q);
     plat_store32(&handler_entered, 0);
     plat_thread *t = plat_thread_start(submit_from_thread, q, "submitter", 0);
     while (!plat_load32(&handler_entered)) plat_sleep_ns(100000);
@@ -186,19 +178,13 @@ TEST(stop_sync_returns_only_when_no_callback_runs)
 
 /* --------------------------------------------------------------- admission control */
 
+/* A MANUAL queue of at most depth queued requests, admitting by p; completions in r. */
 static irpk_queue *bounded(rec *r, irpk_admit_policy p, size_t depth)
 {
-    memset(r, 0, sizeof *r);
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.mode = IRPK_QUEUE_MANUAL;
+    irpk_queue_config c = rec_config(r, IRPK_QUEUE_MANUAL);
     c.max_depth = depth;
     c.admit = p;
-    c.on_complete = rec_complete;
-    c.ctx = r;
-    irpk_queue *q = NULL;
-    irpk_queue_create(&c, &q);
-    return q;
+    return queue_from(&c);
 }
 
 TEST(admission_reject_fails_full)
@@ -289,16 +275,20 @@ static void on_wm(irpk_queue *q, int high, size_t depth, void *ctx)
     }
 }
 
-TEST(watermarks_fire_on_crossing_with_hysteresis)
+/* A MANUAL queue that calls on_wm when its depth reaches 3 and when it falls back to 1. */
+static irpk_queue *watermark_queue(void)
 {
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.mode = IRPK_QUEUE_MANUAL;
+    irpk_queue_config c = queue_config(IRPK_QUEUE_MANUAL);
     c.high_watermark = 3;
     c.low_watermark = 1;
     c.on_watermark = on_wm;
-    irpk_queue *q;
-    REQUIRE(irpk_queue_create(&c, &q) == 0);
+    return queue_from(&c);
+}
+
+TEST(watermarks_fire_on_crossing_with_hysteresis)
+{
+    irpk_queue *q = watermark_queue();
+    REQUIRE(q);
     wm_high = wm_low = 0;
     irpk_req_handle h[4];
     for (int i = 0; i < 4; i++) h[i] = submit_ctx(q, NULL);
@@ -395,20 +385,22 @@ TEST(dump_explains_what_is_stuck)
 
 /* --------------------------------------------------------------- in-order completion */
 
-TEST(in_order_completion_delivers_in_dispatch_order)
+/* A PARALLEL queue of 3 that delivers completions in dispatch order; dispatches and
+ * completions in r. */
+static irpk_queue *in_order_queue(rec *r)
 {
-    rec r;
-    memset(&r, 0, sizeof r);
-    irpk_queue_config c;
-    irpk_queue_config_init(&c);
-    c.mode = IRPK_QUEUE_PARALLEL;
+    irpk_queue_config c = rec_config(r, IRPK_QUEUE_PARALLEL);
     c.max_parallel = 3;
     c.in_order_completion = 1;
     c.on_dispatch = rec_dispatch;
-    c.on_complete = rec_complete;
-    c.ctx = &r;
-    irpk_queue *q;
-    REQUIRE(irpk_queue_create(&c, &q) == 0);
+    return queue_from(&c);
+}
+
+TEST(in_order_completion_delivers_in_dispatch_order)
+{
+    rec r;
+    irpk_queue *q = in_order_queue(&r);
+    REQUIRE(q);
     irpk_req_handle a = submit_ctx(q, NULL), b = submit_ctx(q, NULL), d = submit_ctx(q, NULL);
     CHECK_EQ(irpk_queue_stop(q, NULL, NULL), 0);
     irpk_req_handle e = submit_ctx(q, NULL); /* queued: the queue is stopped */
