@@ -55,6 +55,7 @@ int irpk_queue_create(const irpk_queue_config *c, irpk_queue **out)
     /* The event log and in-order completion order every completion under the lock, so such
      * queues run every callback on the locked path (same semantics, no lease). */
     q->lease_ok = !c->log_capacity && !c->in_order_completion;
+    q->age_is_fifo = c->order == IRPK_ORDER_FIFO && c->mode != IRPK_QUEUE_KEYED_SERIAL;
     q->plain = q->lease_ok && !c->high_watermark && c->mode != IRPK_QUEUE_KEYED_SERIAL &&
                !(c->order == IRPK_ORDER_PRIORITY && c->aging_ns);
     q->accepting = q->dispatch_on = true;
@@ -111,7 +112,7 @@ int irpk_queue_free(irpk_queue *q)
 
 static void drop_oldest(irpk_queue *q)
 {
-    qreq *r = QL_ENTRY(q->age.next, qreq, age);
+    qreq *r = oldest_queued(q); /* admit found the queue at max_depth: not empty */
     log_event(q, IRPK_EV_DROP, req_handle(r), 0);
     cancel_queued(q, r, IRPK_QS_DROPPED);
 }

@@ -27,7 +27,7 @@ static void offer_to_stop_handler(irpk_queue *q)
 
 static void purge_all(irpk_queue *q)
 {
-    while (!ql_empty(&q->age)) cancel_queued(q, QL_ENTRY(q->age.next, qreq, age), IRPK_QS_CANCELLED);
+    for (qreq *r; (r = oldest_queued(q));) cancel_queued(q, r, IRPK_QS_CANCELLED);
     for (qlink *p = q->running.next; p != &q->running; p = p->next) {
         qreq *r = QL_ENTRY(p, qreq, link);
         if (!r->decided && lease_mark_cancel(q, r)) cancel_request(q, r, IRPK_NOTIFY_CANCEL);

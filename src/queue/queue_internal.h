@@ -78,7 +78,8 @@ typedef struct qreq {
     uint64_t key, owner;
     int64_t deadline, t_submit;
     qlink link;              /* pending FIFO, lane FIFO, or running list */
-    qlink age;               /* queue-wide list of queued requests, oldest first */
+    qlink age;               /* queue-wide list of queued requests, oldest first (unused when
+                                age_is_fifo: the FIFO list is that order) */
     qlink olink;             /* owner group list */
     qlink order;             /* dispatch_order (in-order completion) */
     uint8_t held;            /* released, waiting for earlier dispatches (in-order completion) */
@@ -216,6 +217,8 @@ struct irpk_queue {
     bool plain;          /* lease_ok, no watermarks, no lanes, no aging: pend_insert/remove's short
                             path (the general one gives the same result) */
     bool timed;          /* read the clock per submit (config.timed or aging) */
+    bool age_is_fifo;    /* FIFO order without lanes: q->fifo is oldest-first (a requeue to the
+                            head is the oldest again in both), so q->age is not kept */
     qreq *done_head, *done_tail, *notify_head, *notify_tail, *stop_head, *stop_tail;
     volatile uint32_t op_word, space_word, release_word;
     unsigned op_waiters, space_waiters, release_waiters;
@@ -264,6 +267,13 @@ int executor_lookup(irpk_queue *q, irpk_req_handle h, qreq **out);
 void unreserve(irpk_queue *q, qreq *r);
 void publish(irpk_queue *q, qreq *r);
 
+/* The oldest queued request (drop-oldest, purge), or NULL. */
+static inline qreq *oldest_queued(irpk_queue *q)
+{
+    qlink *h = q->age_is_fifo ? &q->fifo : &q->age;
+    if (ql_empty(h)) return NULL;
+    return q->age_is_fifo ? QL_ENTRY(h->next, qreq, link) : QL_ENTRY(h->next, qreq, age);
+}
 void pend_insert(irpk_queue *q, qreq *r, bool head);
 void pend_remove(irpk_queue *q, qreq *r);
 qreq *pend_pick(irpk_queue *q);
