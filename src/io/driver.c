@@ -20,7 +20,16 @@ typedef struct driver_block {
     DRIVER_OBJECT drv;
     DRIVER_EXTENSION ext;
     wchar_t name[80];
+    /* Memory references: 1 while loaded (dropped by a complete unload) + 1 per device block not
+     * yet freed, so a device kept alive by io_lookup_device_ref never points at a freed driver. */
+    volatile int32_t refs;
 } driver_block;
+
+static void driver_deref(PDRIVER_OBJECT drv)
+{
+    driver_block *b = CONTAINING_RECORD(drv, driver_block, drv);
+    if (plat_fetch_add32(&b->refs, -1) == 1) plat_free(b); /* the last one: nobody can reach it */
+}
 
 static NTSTATUS invalid_device_request(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
@@ -42,6 +51,7 @@ static driver_block *new_driver(PUNICODE_STRING name)
         wcscpy(tmp, b->name);
         swprintf(b->name, 80, L"\\Driver\\%ls", tmp);
     }
+    b->refs = 1; /* unpublished until io_ns_add_driver */
     PDRIVER_OBJECT d = &b->drv;
     d->Type = IO_TYPE_DRIVER;
     d->Size = sizeof(DRIVER_OBJECT);
@@ -75,7 +85,7 @@ NTSTATUS IoCreateDriver(PUNICODE_STRING DriverName, PDRIVER_INITIALIZE Initializ
     }
     delete_all_devices(&b->drv);
     io_ns_remove_driver(&b->drv);
-    plat_free(b);
+    driver_deref(&b->drv); /* freed now, or by the last referenced device of it */
     return st;
 }
 
@@ -110,7 +120,7 @@ int io_unload_driver(PDRIVER_OBJECT driver)
     io_ns_remove_driver(driver);
     if (!driver->DeviceObject) {
         io_registry_remove(driver);
-        plat_free(CONTAINING_RECORD(driver, driver_block, drv));
+        driver_deref(driver); /* freed now, or by the last referenced device of it */
     }
     return problems;
 }
@@ -137,6 +147,7 @@ static void init_device(device_block *b, PDRIVER_OBJECT drv, ULONG ext_size, DEV
     b->ext.Size = sizeof(DEVOBJ_EXTENSION);
     b->ext.DeviceObject = d;
     b->ext.IrpkPrivate = &b->priv;
+    b->priv.refs = 1; /* the creation reference, dropped by IoDeleteDevice */
 }
 
 NTSTATUS IoCreateDevice(PDRIVER_OBJECT DriverObject, ULONG DeviceExtensionSize,
@@ -158,6 +169,7 @@ NTSTATUS IoCreateDevice(PDRIVER_OBJECT DriverObject, ULONG DeviceExtensionSize,
     }
     /* Newest first, like Windows. Drivers create devices from DriverEntry/AddDevice, which do
      * not run concurrently for one driver. */
+    plat_fetch_add32(&CONTAINING_RECORD(DriverObject, driver_block, drv)->refs, 1); /* io_device_deref */
     b->dev.NextDevice = DriverObject->DeviceObject;
     DriverObject->DeviceObject = &b->dev;
     *DeviceObject = &b->dev;
@@ -190,7 +202,21 @@ VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
     unlink_from_driver(DeviceObject);
     if (DeviceObject->DeviceObjectExtension->AttachedTo) IoDetachDevice(DeviceObject->DeviceObjectExtension->AttachedTo);
     io_registry_remove(DeviceObject);
-    plat_free(CONTAINING_RECORD(DeviceObject, device_block, dev));
+    /* After the name is gone (io_ns_remove_device above, under the namespace lock): no new
+     * reference can be taken, so the opens that still hold one are the only ones left. */
+    plat_store32(&p->deleted, 1);
+    io_device_deref(DeviceObject); /* the creation reference */
+}
+
+void io_device_deref(PDEVICE_OBJECT dev)
+{
+    io_device_priv *p = io_dev_priv(dev);
+    if (plat_fetch_add32(&p->refs, -1) != 1) return;
+    /* The last reference: the device is deleted (the creation reference is dropped only by
+     * IoDeleteDevice) and unnamed, so nobody else can reach it. */
+    PDRIVER_OBJECT drv = dev->DriverObject;
+    plat_free(CONTAINING_RECORD(dev, device_block, dev));
+    driver_deref(drv);
 }
 
 /* ---- layering. Attach/detach happen from AddDevice/unload paths, not concurrently with I/O

@@ -117,7 +117,9 @@ typedef struct io_device_priv {
     volatile int32_t in_flight;    /* IRPs handed to this device and not completed past it */
     volatile int32_t max_startio_depth; /* deepest StartIo nesting seen on one thread */
     volatile int32_t startio_calls;
-    int32_t deleted;
+    volatile int32_t deleted;      /* IoDeleteDevice ran (the name is gone; memory may live on) */
+    volatile int32_t refs;         /* memory references: 1 from IoCreateDevice until IoDeleteDevice,
+                                      + 1 per io_lookup_device_ref holder (an opening/open file) */
     void *vrf;                     /* verifier per-device state (src/verify owns it) */
 } io_device_priv;
 
@@ -126,8 +128,17 @@ static inline io_device_priv *io_dev_priv(PDEVICE_OBJECT d)
     return (io_device_priv *)d->DeviceObjectExtension->IrpkPrivate;
 }
 
-/* Resolve "\Device\X", "\??\L", "\DosDevices\L" (links are followed); NULL if unknown. */
+/* Resolve "\Device\X", "\??\L", "\DosDevices\L" (links are followed); NULL if unknown.
+ * Unreferenced: only for callers that control the driver's lifetime themselves (the in-process
+ * requesters of the examples, which unload the driver they loaded). */
 PDEVICE_OBJECT io_lookup_device(const wchar_t *path);
+/* The same, with a memory reference taken under the namespace lock: the device object (and its
+ * driver object) stay allocated until io_device_deref, even if the driver unloads and deletes
+ * the device meanwhile (io_device_deleted then says so). NtCreateFile opens through this. */
+PDEVICE_OBJECT io_lookup_device_ref(const wchar_t *path);
+void io_device_deref(PDEVICE_OBJECT dev);
+/* IoDeleteDevice has run on dev (a referenced device whose name is gone). */
+static inline bool io_device_deleted(PDEVICE_OBJECT dev) { return plat_load32(&io_dev_priv(dev)->deleted) != 0; }
 /* The driver object registered as "\Driver\<name>" (name without the prefix works too). */
 PDRIVER_OBJECT io_lookup_driver(const wchar_t *name);
 /* Unload: call DriverUnload, report (0xCE) devices still present or IRPs still in flight on

@@ -115,7 +115,7 @@ NTSTATUS IoDeleteSymbolicLink(PUNICODE_STRING SymbolicLinkName)
     return remove_entry(link, NS_LINK) ? STATUS_SUCCESS : STATUS_OBJECT_NAME_NOT_FOUND;
 }
 
-PDEVICE_OBJECT io_lookup_device(const wchar_t *path)
+static PDEVICE_OBJECT lookup_device(const wchar_t *path, bool ref)
 {
     wchar_t name[NS_NAME_MAX];
     normalise(path, wcslen(path), name);
@@ -127,9 +127,16 @@ PDEVICE_OBJECT io_lookup_device(const wchar_t *path)
         if (e->kind == NS_DEVICE) dev = e->object;
         else wcscpy(name, e->target);
     }
+    /* Referenced before ns_lock is dropped: IoDeleteDevice unlinks the name under ns_lock before
+     * it drops the device's creation reference, so a device still named here has refs >= 1. */
+    if (dev && ref) plat_fetch_add32(&io_dev_priv(dev)->refs, 1);
     plat_lock_release(&ns_lock);
     return dev;
 }
+
+PDEVICE_OBJECT io_lookup_device(const wchar_t *path) { return lookup_device(path, false); }
+
+PDEVICE_OBJECT io_lookup_device_ref(const wchar_t *path) { return lookup_device(path, true); }
 
 PDRIVER_OBJECT io_lookup_driver(const wchar_t *name)
 {

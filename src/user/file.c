@@ -84,7 +84,10 @@ static void file_delete(void *body)
 {
     user_file *uf = body;
     if (uf->opened) send_cleanup_or_close(uf, IRP_MJ_CLOSE);
-    if (uf->device_counted) plat_fetch_add32((volatile int32_t *)&uf->fo.DeviceObject->ReferenceCount, -1);
+    if (uf->device_counted) {
+        plat_fetch_add32((volatile int32_t *)&uf->fo.DeviceObject->ReferenceCount, -1);
+        io_device_deref(uf->fo.DeviceObject); /* create_file's lookup reference; last use of it */
+    }
     plat_fetch_add32(&user_files_live, -1); /* before `closing`: a flushed file is not live */
     if (plat_load32(&uf->closing)) {
         plat_fetch_add32(&user_files_closing, -1);
@@ -298,16 +301,24 @@ static NTSTATUS create_file(PHANDLE handle, const create_args *a)
     if (chars >= sizeof name / sizeof name[0] || n->Buffer[0] != L'\\') return STATUS_OBJECT_NAME_INVALID;
     wmemcpy(name, n->Buffer, chars);
     name[chars] = 0;
-    PDEVICE_OBJECT dev = io_lookup_device(name);
+    /* Referenced: a driver unloading meanwhile may delete the device, but its memory (and its
+     * driver object's) stays until this open, or the file it makes, drops the reference. */
+    PDEVICE_OBJECT dev = io_lookup_device_ref(name);
     if (!dev) return STATUS_OBJECT_NAME_NOT_FOUND;
-    if (dev->Flags & DO_DEVICE_INITIALIZING) return STATUS_NO_SUCH_DEVICE;
-    if (!claim_device(dev)) return STATUS_ACCESS_DENIED; /* exclusive device already open */
-    user_file *uf = new_file(dev, a);
+    if (dev->Flags & DO_DEVICE_INITIALIZING) st = STATUS_NO_SUCH_DEVICE;
+    else if (!claim_device(dev)) st = STATUS_ACCESS_DENIED; /* exclusive device already open */
+    else if (io_device_deleted(dev)) st = STATUS_DELETE_PENDING; /* unloaded since the lookup */
+    /* The deleted check is a courtesy, not the safety: an IoDeleteDevice right after it leaves
+     * an open on a deleted device, which the reference keeps memory-safe (the driver sees a
+     * CREATE after its unload, as it would see a late IRP_MJ_CLOSE). */
+    user_file *uf = NT_SUCCESS(st) ? new_file(dev, a) : NULL;
     if (!uf) {
-        plat_fetch_add32((volatile int32_t *)&dev->ReferenceCount, -1);
-        return STATUS_INSUFFICIENT_RESOURCES;
+        if (st != STATUS_NO_SUCH_DEVICE && st != STATUS_ACCESS_DENIED)
+            plat_fetch_add32((volatile int32_t *)&dev->ReferenceCount, -1); /* undo the claim */
+        io_device_deref(dev);
+        return NT_SUCCESS(st) ? STATUS_INSUFFICIENT_RESOURCES : st;
     }
-    uf->device_counted = TRUE;
+    uf->device_counted = TRUE; /* holds the claim and the lookup reference until file_delete */
     ULONG_PTR info = 0;
     st = send_create(uf, a, &info);
     if (NT_SUCCESS(st)) {
