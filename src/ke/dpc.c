@@ -23,7 +23,15 @@ typedef struct dpc_queue {
     int32_t stop;
     int32_t queued;     /* DPCs currently queued (markers not counted) */
     int32_t running;    /* a DPC routine of this queue is running (the lock is dropped) */
-    plat_thread *thread;
+    /* The queue's thread has decided to exit (stop set, list empty) and no new thread has been
+     * started since: whatever is linked now has nobody to run it. Set by the thread, cleared
+     * by start_thread_locked, both under q->lock; read under q->lock by inserts. */
+    int32_t exited;
+    /* Under start_lock: a thread was started for this queue since the last reset, and how many
+     * (ke_dpc_shutdown clears `thread` only if no insert restarted the queue meanwhile). */
+    int32_t started;
+    uint32_t generation;
+    plat_thread *thread; /* written under start_lock; read unlocked by queue_for's fast path */
 } dpc_queue;
 
 static dpc_queue queues[MAX_VCPUS];
@@ -123,7 +131,13 @@ static void dpc_thread(void *arg)
             run_one(q, irql); /* a DPC or a flush marker; returns with q->lock held again */
             continue;
         }
-        if (q->stop) break;
+        if (q->stop) {
+            /* Decided under q->lock with the list empty: an insert that takes q->lock after us
+             * sees `exited` and starts a new thread itself (KeInsertQueueDpc), so nothing
+             * linked from now on is left without one. */
+            q->exited = 1;
+            break;
+        }
         uint32_t seq = q->work_seq;
         unlock_lowered(&q->lock, irql); /* the wait gives the vCPU up at the thread's IRQL */
         plat_wait(&q->work_seq, seq, PLAT_FOREVER); /* seq re-checked atomically by the wait */
@@ -132,26 +146,46 @@ static void dpc_thread(void *arg)
     unlock_lowered(&q->lock, irql);
 }
 
+/* Start a thread for q if it has none that will reach its list: never started, or the last
+ * one exited (ke_dpc_shutdown). start_lock is held, so one caller starts it. */
+static void start_thread_locked(dpc_queue *q)
+{
+    if (q->started) {
+        /* Lock order start_lock -> q->lock, as everywhere. The first start of a queue skips
+         * this (nothing can have exited), so its explored steps are what they were. */
+        KIRQL inner = lock_raised(&q->lock);
+        bool dead = q->exited;
+        if (dead) {
+            q->exited = 0; /* inserts that come now leave their DPC to the thread started below */
+            q->stop = 0;   /* the exited thread's stop request is spent */
+        }
+        unlock_lowered(&q->lock, inner);
+        if (!dead) return; /* a live thread (maybe stopping: it drains the list before exiting) */
+    }
+    char name[PLAT_NAME_MAX];
+    snprintf(name, sizeof name, "DPC cpu%u", (unsigned)(q - queues));
+    plat_on_quiesce(ke_stop_service_threads);
+    plat_thread *t = plat_thread_start(dpc_thread, q, name, PLAT_THREAD_SYSTEM);
+    if (!t) plat_panic("cannot start a DPC thread");
+    /* Before q->thread is published: DPCs reach the thread only through inserts that follow
+     * queue_for, and q->lock orders them after this store. */
+    t->vcpu = (uint8_t)(q - queues);
+    q->started = 1;
+    q->generation++;
+    plat_store_ptr((void *volatile *)&q->thread, t);
+}
+
 static dpc_queue *queue_for(unsigned cpu)
 {
     ensure_init();
     unsigned n = plat_vcpus();
     if (n > MAX_VCPUS) n = MAX_VCPUS;
     dpc_queue *q = &queues[cpu % n];
-    /* Unlocked fast check; a miss is re-checked under start_lock, so one thread starts it. */
+    /* Unlocked fast check; a miss is re-checked under start_lock, so one thread starts it. A
+     * thread seen here may be exiting (ke_dpc_shutdown): KeInsertQueueDpc checks under q->lock. */
     if (plat_load_ptr((void *const volatile *)&q->thread)) return q;
     KIRQL old = lock_raised(&start_lock);
-    if (!q->thread) {
-        char name[PLAT_NAME_MAX];
-        snprintf(name, sizeof name, "DPC cpu%u", (unsigned)(q - queues));
-        plat_on_quiesce(ke_stop_service_threads);
-        plat_thread *t = plat_thread_start(dpc_thread, q, name, PLAT_THREAD_SYSTEM);
-        if (!t) plat_panic("cannot start a DPC thread");
-        /* Before q->thread is published: DPCs reach the thread only through inserts that
-         * follow queue_for, and q->lock orders them after this store. */
-        t->vcpu = (uint8_t)(q - queues);
-        plat_store_ptr((void *volatile *)&q->thread, t);
-    }
+    if (!q->thread) start_thread_locked(q);
     unlock_lowered(&start_lock, old);
     return q;
 }
@@ -193,8 +227,18 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
     else InsertTailList(&q->list, &Dpc->DpcListEntry);
     q->queued++;
     plat_fetch_add32((volatile int32_t *)&q->work_seq, 1); /* under q->lock: see dpc_queue */
+    /* The queue's thread exited after queue_for saw it (a ke_dpc_shutdown in between): it will
+     * not come back for this DPC, so start one. Read under q->lock, where the thread decides to
+     * exit (with the list empty) and where a restart clears it: if it reads 0 here, the live
+     * thread runs the list before it can exit. */
+    bool orphaned = q->exited;
     unlock_lowered(&q->lock, old);
     plat_wake(&q->work_seq, 1);
+    if (orphaned) {
+        KIRQL s = lock_raised(&start_lock); /* not under q->lock: start_lock comes first */
+        start_thread_locked(q);             /* no-op if another insert restarted it already */
+        unlock_lowered(&start_lock, s);
+    }
     return TRUE;
 }
 
@@ -286,6 +330,7 @@ void ke_dpc_shutdown(void)
         /* Join outside start_lock: a draining DPC may insert DPCs that start other threads. */
         KIRQL old = lock_raised(&start_lock);
         plat_thread *t = q->thread;
+        uint32_t gen = q->generation;
         unlock_lowered(&start_lock, old);
         if (!t) continue;
         old = lock_raised(&q->lock);
@@ -293,12 +338,14 @@ void ke_dpc_shutdown(void)
         plat_fetch_add32((volatile int32_t *)&q->work_seq, 1); /* see dpc_queue */
         unlock_lowered(&q->lock, old);
         plat_wake(&q->work_seq, INT32_MAX);
-        plat_thread_join(t); /* it drains the queue before exiting */
+        /* It drains the queue, then exits with q->exited set. A DPC inserted after that starts
+         * a new thread (KeInsertQueueDpc): the insert is ordered after this shutdown. */
+        plat_thread_join(t);
         old = lock_raised(&start_lock);
-        KIRQL inner = lock_raised(&q->lock);
-        q->thread = NULL;
-        q->stop = 0;
-        unlock_lowered(&q->lock, inner);
+        /* Unpublish t only if no insert restarted the queue since (generation, not the pointer:
+         * t's record is freed and a new thread's may reuse its address). q->exited stays set
+         * and q->stop too: the next start_thread_locked clears both. */
+        if (q->generation == gen) plat_store_ptr((void *volatile *)&q->thread, NULL);
         unlock_lowered(&start_lock, old);
     }
 }

@@ -97,6 +97,13 @@ extern const ke_observer *ke_observer_current;
 void ke_shutdown(void);
 /* Stop the timer thread, then the DPC threads (the quiesce function of ke). */
 void ke_stop_service_threads(void);
+/* Each half of it. ke_dpc_shutdown lets every queue's thread drain its queue and exit; a DPC
+ * inserted after a thread decided to exit starts a new one (docs/ke.md). ke_timer_shutdown
+ * also stops a timer thread whose first start it overlaps. */
+void ke_dpc_shutdown(void);
+void ke_timer_shutdown(void);
+/* The timer thread's state: 0 stopped, 1 being started, 2 running, 3 being stopped (tests). */
+int ke_timer_thread_state(void);
 /* Number of DPCs queued and timers set right now (leak checks at teardown). */
 int ke_dpcs_queued(void);
 int ke_timers_set(void);

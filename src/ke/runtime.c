@@ -2,8 +2,6 @@
 #include "irpkit/runtime.h"
 #include "ke/ke.h"
 
-void ke_dpc_shutdown(void);
-void ke_timer_shutdown(void);
 
 static const int compat_defaults[IRPK_COMPAT_COUNT] = {1, 0, 0, 1, 1, 1};
 static int32_t compat[IRPK_COMPAT_COUNT] = {1, 0, 0, 1, 1, 1};

@@ -38,8 +38,11 @@ static LIST_ENTRY armed = {&armed, &armed};
 static uint32_t armed_seq; /* bumped when the earliest due time may have changed */
 static int32_t n_armed;
 static int32_t stop;
-static plat_thread *timer_thread;
-/* The timer thread: 0 stopped, 1 being started, 2 running (ensure_thread). */
+static plat_thread *timer_thread; /* set by the elected starter, cleared by the stopper */
+/* The timer thread: 0 stopped, 1 being started (ensure_thread), 2 running, 3 being stopped
+ * (ke_timer_shutdown). Each transition out of 0 and out of 2 is a compare-exchange, so one
+ * starter and one stopper are elected; 1 -> 2 and 3 -> 0 are stores by the elected one. */
+enum { TIMER_STOPPED = 0, TIMER_STARTING = 1, TIMER_RUNNING = 2, TIMER_STOPPING = 3 };
 static int32_t initialized;
 /* The timer thread was started at least once since the last reset (every arming starts it
  * first, so nothing can be armed while this is 0; cleared only by reset_timers). KeCancelTimer
@@ -120,21 +123,31 @@ static void timer_main(void *arg)
 
 static void ensure_thread(void)
 {
-    if (plat_load32(&initialized) == 2) return;
-    /* 0 -> 1 elects one starter; 2 is stored only after timer_thread is set, so a caller that
-     * reads 2 (or waits for it below) sees the thread. */
-    if (plat_cas32(&initialized, 0, 1) == 0) {
+    for (;;) {
+        int32_t state = plat_load32(&initialized);
+        if (state == TIMER_RUNNING) return;
+        /* Being stopped: this arming is ordered before the shutdown, which leaves armed timers
+         * armed (they fire once a later KeSetTimer restarts the thread). Not waited for: a DPC
+         * routine may be the caller, and the shutdown's join does not need it. */
+        if (state == TIMER_STOPPING) return;
+        if (state == TIMER_STARTING) { /* another thread is starting it */
+            plat_yield();
+            continue;
+        }
+        /* 0 -> 1 elects one starter; 2 is stored only after timer_thread is set, so a caller
+         * that reads 2 (or waits for it above) sees the thread. */
+        if (plat_cas32(&initialized, TIMER_STOPPED, TIMER_STARTING) != TIMER_STOPPED) continue;
         plat_on_reset(reset_timers);
         plat_on_quiesce(ke_stop_service_threads);
         /* Before any timer can be linked (every arming calls ensure_thread first), and before
          * `initialized` reads 2: whoever sees a timer armed sees ever_started set. */
         plat_store32(&ever_started, 1);
-        timer_thread = plat_thread_start(timer_main, NULL, "timer", PLAT_THREAD_SYSTEM);
-        if (!timer_thread) plat_panic("cannot start the timer thread");
-        plat_store32(&initialized, 2);
+        plat_thread *t = plat_thread_start(timer_main, NULL, "timer", PLAT_THREAD_SYSTEM);
+        if (!t) plat_panic("cannot start the timer thread");
+        timer_thread = t; /* plain: published by the seq_cst store of 2 below */
+        plat_store32(&initialized, TIMER_RUNNING); /* a shutdown waiting in state 1 stops it now */
         return;
     }
-    while (plat_load32(&initialized) != 2) plat_yield(); /* another thread is starting it */
 }
 
 VOID KeInitializeTimerEx(PKTIMER Timer, TIMER_TYPE Type)
@@ -219,18 +232,32 @@ PKTIMER ke_timer_set_in(const void *lo, const void *hi)
     return found;
 }
 
+int ke_timer_thread_state(void) { return plat_load32(&initialized); }
+
 void ke_timer_shutdown(void)
 {
-    if (plat_load32(&initialized) != 2) return;
+    /* Elect this call the stopper (2 -> 3). A start in progress (1) is waited for and then
+     * stopped: returning at once (as before) let the thread it was starting run on after the
+     * shutdown — and after a plat_reset_all or into an exploration that followed it. Another
+     * shutdown stopping it (3) is waited for, so this one too returns with the thread gone. */
+    for (;;) {
+        int32_t state = plat_load32(&initialized);
+        if (state == TIMER_STOPPED) return;
+        if (state == TIMER_RUNNING &&
+            plat_cas32(&initialized, TIMER_RUNNING, TIMER_STOPPING) == TIMER_RUNNING)
+            break;
+        if (state != TIMER_RUNNING) plat_yield(); /* 1 or 3: the elected thread finishes without us */
+    }
+    plat_thread *t = timer_thread; /* plain: the starter wrote it before storing 2, which we read */
     KIRQL old = lock_timers();
     stop = 1;
     plat_fetch_add32((volatile int32_t *)&armed_seq, 1); /* read by plat_wait without the lock */
     unlock_timers(old);
     plat_wake(&armed_seq, INT32_MAX);
-    plat_thread_join(timer_thread);
+    plat_thread_join(t);
     old = lock_timers();
     stop = 0;
-    timer_thread = NULL;
+    timer_thread = NULL; /* no starter can run before the store of 0 below */
     unlock_timers(old);
-    plat_store32(&initialized, 0);
+    plat_store32(&initialized, TIMER_STOPPED); /* last: a new arming may start a new thread */
 }
