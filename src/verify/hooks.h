@@ -47,6 +47,11 @@ static inline int32_t vrf_cas32(volatile int32_t *p, int32_t expected, int32_t d
 {
     return plat_bk_cas32(p, expected, desired);
 }
+static inline int64_t vrf_load64(const volatile int64_t *p) { return plat_bk_load64(p); }
+static inline int64_t vrf_cas64(volatile int64_t *p, int64_t expected, int64_t desired) /* old */
+{
+    return plat_bk_cas64(p, expected, desired);
+}
 static inline void *vrf_load_ptr(void *const volatile *p) { return plat_bk_load_ptr(p); }
 static inline void vrf_store_ptr(void *volatile *p, void *v) { plat_bk_store_ptr(p, v); }
 static inline void *vrf_cas_ptr(void *volatile *p, void *expected, void *desired) /* returns old */

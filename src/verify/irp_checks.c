@@ -11,6 +11,13 @@
 
 #define VFN_STARTIO(dev) VRF_FN((dev)->DriverObject->DriverStartIo)
 
+static void *volatile completion_seam; /* vrf_completion_seam_fn, tests only */
+
+void vrf_set_completion_seam(vrf_completion_seam_fn fn)
+{
+    plat_bk_store_ptr(&completion_seam, (void *)(uintptr_t)fn);
+}
+
 static char *describe_routine(const void *routine, char *buf, size_t n)
 {
     vrf_symbol(routine, buf, n);
@@ -285,9 +292,21 @@ bool vrf_complete(PIRP irp)
     if (vrf_load32(&io_priv(irp)->vrf) & VRF_WATCHED) vrf_watch_remove(irp);
     /* The device's current IRP is finished: until IoStartNextPacket, the queue waits. */
     vrf_device *d = vrf_dev_of((PDEVICE_OBJECT)vrf_load_ptr((void *const volatile *)&io_priv(irp)->vrf_dev));
-    if (d && vrf_load_ptr((void *const volatile *)&d->current) == irp) {
-        vrf_store32(&d->current_done, (int32_t)io_irp_id(irp));
-        if (!vrf_load32(&vrf_watchdog_running)) vrf_watchdog_poke();
+    /* "Current IRP completed" is set only if the word still names this IRP in the same
+     * generation: a load-then-store (as before) let an IoStartNextPacket + StartIo that ran in
+     * between be overwritten by this stale completion — a false stall — and a StartIo's reset
+     * overwrite a completion that followed its change of IRP — a lost one. */
+    uint32_t id = io_irp_id(irp);
+    for (int64_t st_now = d ? vrf_load64(&d->cur_state) : 0; d && id && vrf_cur_id(st_now) == id &&
+                                                           !(st_now & VRF_CUR_DONE);) {
+        vrf_completion_seam_fn seam = (vrf_completion_seam_fn)(uintptr_t)vrf_load_ptr(&completion_seam);
+        if (seam) seam(irp);
+        int64_t seen = vrf_cas64(&d->cur_state, st_now, st_now | VRF_CUR_DONE);
+        if (seen == st_now) {
+            if (!vrf_load32(&vrf_watchdog_running)) vrf_watchdog_poke();
+            break;
+        }
+        st_now = seen; /* changed meanwhile: re-check that it still names this IRP */
     }
     return true; /* (the shadow state stays "completing": IoCompleteRequest was called) */
 }
@@ -387,7 +406,13 @@ static void set_current(vrf_device *d, PIRP irp)
     /* An exchange (StartIo on one thread and IoStartNextPacket from a cancel routine on
      * another may race for one device). */
     for (PIRP seen; (seen = (PIRP)vrf_cas_ptr((void *volatile *)&d->current, old, irp)) != old;) old = seen;
-    vrf_store32(&d->current_done, 0);
+    /* New IRP, not completed, next generation — in one compare-exchange, so a completion of the
+     * old IRP either landed before (and is replaced) or fails its own compare-exchange. */
+    int64_t next = (int64_t)io_irp_id(irp);
+    for (int64_t cur = vrf_load64(&d->cur_state), seen;; cur = seen) {
+        int64_t want = ((cur & ~(VRF_CUR_GEN - 1)) + VRF_CUR_GEN) | next; /* generation wraps: fine */
+        if ((seen = vrf_cas64(&d->cur_state, cur, want)) == cur) break;
+    }
     if (old) vrf_irp_drop(old);
 }
 

@@ -97,15 +97,32 @@ typedef struct vrf_device {
     PDEVICE_OBJECT dev;
     struct vrf_device *next;
     volatile int32_t startio_active; /* StartIo calls running for this device (all threads) */
-    volatile int32_t current_done;   /* id of the IRP last handed to StartIo once it is completed
-                                        with no IoStartNextPacket since; 0 otherwise */
-    PIRP volatile current;           /* IRP last handed to StartIo (NULL after IoStartNextPacket) */
+    /* The StartIo state the stall check reads, in one word so that a completion and a change of
+     * current IRP can never overwrite each other (VRF_CUR_*): the id of the IRP last handed to
+     * StartIo (0 after IoStartNextPacket), whether it was completed since, and a generation
+     * bumped at every change of current IRP (the watchdog's "no progress" test). Completion
+     * sets the done bit by compare-exchange only while the word still names its IRP. */
+    volatile int64_t cur_state;
+    PIRP volatile current;           /* IRP last handed to StartIo (NULL after IoStartNextPacket);
+                                        for reports (its history), not for the stall decision */
     volatile int32_t recursion_reported;
     /* stall tracking, under the device registry's lock */
-    int32_t stall_id;           /* current_done when the stall was first seen */
+    int64_t stall_state;        /* cur_state when the stall was first seen */
     int32_t stall_reported_id;
     int64_t stall_since;
 } vrf_device;
+
+#define VRF_CUR_DONE ((int64_t)1 << 32)
+#define VRF_CUR_GEN ((int64_t)1 << 33)
+static inline uint32_t vrf_cur_id(int64_t s) { return (uint32_t)s; }
+/* The completed IRP's id when the word says "current IRP completed", else 0. */
+static inline uint32_t vrf_cur_done_id(int64_t s) { return (s & VRF_CUR_DONE) ? vrf_cur_id(s) : 0; }
+
+/* Test seam (NULL unless a test sets it): called by the completion of a device's current IRP
+ * after it read cur_state and before it publishes "completed" — the window in which a
+ * concurrent IoStartNextPacket + StartIo used to be overwritten (tests/verifier). */
+typedef void (*vrf_completion_seam_fn)(PIRP irp);
+void vrf_set_completion_seam(vrf_completion_seam_fn fn);
 
 static inline vrf_device *vrf_dev_of(PDEVICE_OBJECT dev)
 {

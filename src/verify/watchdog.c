@@ -143,7 +143,8 @@ static int waiting_irps(PDEVICE_OBJECT dev, uint32_t *ids, int max, bool *busy)
 
 int vrf_check_device_stall(vrf_device *d, int64_t persist_ns)
 {
-    int32_t done = vrf_load32(&d->current_done);
+    int64_t state = vrf_load64(&d->cur_state); /* one word: id, completed, generation */
+    uint32_t done = vrf_cur_done_id(state);
     if (!done || vrf_load32(&d->startio_active)) {
         d->stall_since = 0;
         return 0;
@@ -157,15 +158,17 @@ int vrf_check_device_stall(vrf_device *d, int64_t persist_ns)
     }
     if (persist_ns > 0) { /* the watchdog: the same state, with no progress, for persist_ns */
         int64_t now = plat_now_ns();
-        if (!d->stall_since || d->stall_id != done) { /* a new stall candidate */
+        /* The whole word, generation included: any change of current IRP since the last round
+         * is progress, even one that came back to an IRP with the same id (IoReuseIrp). */
+        if (!d->stall_since || d->stall_state != state) { /* a new stall candidate */
             d->stall_since = now;
-            d->stall_id = done;
+            d->stall_state = state;
             return 0;
         }
         if (now - d->stall_since < persist_ns) return 0;
     }
-    if (d->stall_reported_id == done) return 0; /* each stall once (devices_lock held) */
-    d->stall_reported_id = done;
+    if (d->stall_reported_id == (int32_t)done) return 0; /* each stall once (devices_lock held) */
+    d->stall_reported_id = (int32_t)done;
     char ids[96] = "";
     size_t len = 0;
     for (int i = 0; i < n && i < 8 && len + 1 < sizeof ids; i++)
@@ -191,7 +194,7 @@ static int check_all_stalls(int64_t persist_ns, bool *any_candidate)
     int reported = 0;
     vrf_lock(&devices_lock);
     for (vrf_device *d = devices; d; d = d->next) {
-        if (any_candidate && vrf_load32(&d->current_done)) *any_candidate = true;
+        if (any_candidate && vrf_cur_done_id(vrf_load64(&d->cur_state))) *any_candidate = true;
         reported += vrf_check_device_stall(d, persist_ns);
     }
     vrf_unlock(&devices_lock);
