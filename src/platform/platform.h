@@ -333,6 +333,39 @@ static inline void plat_lock_release(volatile plat_lockword *w)
     if (__builtin_expect(__atomic_load_n(count, __ATOMIC_RELAXED) != 0, 0)) plat__lock_wake(w);
 }
 bool plat_lock_try(volatile plat_lockword *w);
+/* A lock taken both by threads at a low emulated IRQL and by DPCs (irpkit's request queue and
+ * its IRP adapter: a dispatch routine at PASSIVE_LEVEL, a DPC completing or cancelling). Under
+ * the explorer a DPC runs on the virtual CPU of the thread it preempts, so if that thread held
+ * such a lock at PASSIVE_LEVEL the DPC would wait for it forever: a deadlock no NT machine can
+ * have (NT holds spin locks at DISPATCH_LEVEL, which keeps DPCs off the CPU). In explore mode
+ * these raise the holder's irql to 2 (DISPATCH_LEVEL: the explorer keeps its vCPU while it
+ * holds) for the hold, keeping the previous value in *saved (owned by the holder: e.g. a field
+ * next to the lock, written after the acquire, read before the release); the raise is not a
+ * scheduling point (the acquire is). Natively they are plat_lock_acquire/release and neither
+ * the irql nor *saved is touched: DPCs run on their own threads there, and nothing inside these
+ * holds asks for the IRQL. */
+static inline void plat_lock_acquire_cpu(volatile plat_lockword *w, uint8_t *saved)
+{
+    if (PLAT_NATIVE_NOW()) {
+        plat_lock_acquire(w);
+        return;
+    }
+    plat_thread *t = plat_self();
+    uint8_t old = t->irql;
+    if (old < 2) t->irql = 2;
+    plat_lock_acquire(w);
+    *saved = old;
+}
+static inline void plat_lock_release_cpu(volatile plat_lockword *w, const uint8_t *saved)
+{
+    if (PLAT_NATIVE_NOW()) {
+        plat_lock_release(w);
+        return;
+    }
+    uint8_t old = *saved; /* read while still holding */
+    plat_lock_release(w);
+    if (old < 2) plat_self()->irql = old;
+}
 bool plat_lock_is_held(const volatile plat_lockword *w); /* racy snapshot, diagnostics only */
 
 /* Bookkeeping lock (see "bookkeeping atomics" above): a leaf lock that guards instrumentation

@@ -35,8 +35,11 @@ struct irpk_irpq {
     irpk_irpq_config cfg;
     /* cancel routines that may still use this adapter (close waits for 0) */
     volatile int32_t cancels_pending;
-    /* IRQL_PASSIVE: handlers deferred from a raised IRQL, run by the worker thread */
+    /* IRQL_PASSIVE: handlers deferred from a raised IRQL, run by the worker thread. The lock is
+     * taken at PASSIVE_LEVEL (the worker) and from DPCs (defer_to_worker): held at
+     * DISPATCH_LEVEL under the explorer (plat_lock_acquire_cpu), as the queue's lock is. */
     volatile plat_lockword lock;
+    uint8_t lock_irql;
     PIRP whead, wtail; /* linked through DriverContext[DC_NEXT] */
     volatile uint32_t wword;
     plat_thread *worker;
@@ -165,24 +168,24 @@ static void irpq_on_cancel(irpk_queue *qq, irpk_req_handle h, irpk_notify_reason
 static void worker_main(void *arg)
 {
     irpk_irpq *q = arg;
-    plat_lock_acquire(&q->lock);
+    plat_lock_acquire_cpu(&q->lock, &q->lock_irql);
     while (!q->wquit) {
         PIRP irp = q->whead;
         if (!irp) {
             /* Sampled under q->lock; hand-offs and close bump wword under it: none is missed. */
             uint32_t seen = (uint32_t)plat_load32((volatile int32_t *)&q->wword);
-            plat_lock_release(&q->lock);
+            plat_lock_release_cpu(&q->lock, &q->lock_irql);
             plat_wait(&q->wword, seen, PLAT_FOREVER);
-            plat_lock_acquire(&q->lock);
+            plat_lock_acquire_cpu(&q->lock, &q->lock_irql);
             continue;
         }
         q->whead = DC(irp)[DC_NEXT];
         if (!q->whead) q->wtail = NULL;
-        plat_lock_release(&q->lock);
+        plat_lock_release_cpu(&q->lock, &q->lock_irql);
         q->cfg.handler(q, irp, q->cfg.context); /* this thread never raises: PASSIVE_LEVEL */
-        plat_lock_acquire(&q->lock);
+        plat_lock_acquire_cpu(&q->lock, &q->lock_irql);
     }
-    plat_lock_release(&q->lock);
+    plat_lock_release_cpu(&q->lock, &q->lock_irql);
 }
 
 /* Hand a PASSIVE_LEVEL handler call to the worker (started on first use). */
@@ -191,7 +194,7 @@ static void defer_to_worker(irpk_irpq *q, PIRP irp)
     DC(irp)[DC_NEXT] = NULL;
     /* From on_dispatch, which runs with the queue lock dropped: the adapter lock is never held
      * together with the queue's. */
-    plat_lock_acquire(&q->lock);
+    plat_lock_acquire_cpu(&q->lock, &q->lock_irql);
     if (q->wtail)
         DC(q->wtail)[DC_NEXT] = irp;
     else
@@ -202,7 +205,7 @@ static void defer_to_worker(irpk_irpq *q, PIRP irp)
     if (!q->worker) plat_panic("irpq: cannot start the PASSIVE_LEVEL worker thread");
     plat_fetch_add32((volatile int32_t *)&q->wword, 1);
     plat_wake(&q->wword, 1);
-    plat_lock_release(&q->lock);
+    plat_lock_release_cpu(&q->lock, &q->lock_irql);
 }
 
 static void irpq_dispatch(irpk_queue *qq, irpk_req_handle h, void *ctx, void *qctx)
@@ -383,13 +386,13 @@ int irpk_irpq_close(irpk_irpq *q)
     /* Every request has been released; a cancel routine that IoCancelIrp took before its
      * request's completion may still be finishing with q: wait for it (microseconds). */
     while (plat_load32(&q->cancels_pending)) plat_sleep_ns(20000);
-    plat_lock_acquire(&q->lock);
+    plat_lock_acquire_cpu(&q->lock, &q->lock_irql);
     q->wquit = true;
     plat_fetch_add32((volatile int32_t *)&q->wword, 1);
     plat_wake(&q->wword, 1);
     plat_thread *t = q->worker;
     q->worker = NULL;
-    plat_lock_release(&q->lock);
+    plat_lock_release_cpu(&q->lock, &q->lock_irql);
     if (t) plat_thread_join(t); /* outside the lock: the worker takes it to see wquit */
     return 0;
 }

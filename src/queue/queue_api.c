@@ -68,7 +68,7 @@ int irpk_queue_close(irpk_queue *q)
     int rc = q_enter(q);
     if (rc) return rc;
     if (in_own_callback(q)) {
-        plat_lock_release(&q->lock);
+        q_release(q);
         return IRPK_QE_BUSY;
     }
     /* Purge until nothing is left: a concurrent irpk_queue_start could reopen the queue
@@ -91,7 +91,7 @@ int irpk_queue_close(irpk_queue *q)
     wake_word(&q->space_word, q->space_waiters); /* blocked submitters return CLOSED */
     plat_thread *t = q->timer;
     q->timer = NULL;
-    plat_lock_release(&q->lock);
+    q_release(q);
     if (t) plat_thread_join(t); /* outside the lock: the timer thread takes it to see timer_quit */
     return 0;
 }
@@ -144,7 +144,7 @@ int submit_reserve(irpk_queue *q, const irpk_req_opts *o, qreq **r, bool *drop)
     int rc = q->accepting && !q->cfg.max_depth ? 0 : admit(q, true, drop);
     if (!rc && o->deadline_ns) rc = timer_ensure(q);
     if (!rc) rc = reserve(q, o, r);
-    if (rc) plat_lock_release(&q->lock);
+    if (rc) q_release(q);
     return rc;
 }
 
@@ -190,7 +190,7 @@ int irpk_req_is_cancelled(irpk_queue *q, irpk_req_handle h)
     rc = r ? r->cancel_req : IRPK_QE_STALE;
     /* Plain release, no q_leave: settling leases in q_enter makes no loop work (a lease ends
      * lock-free only while nothing is due; anything due later pokes it back). */
-    plat_lock_release(&q->lock);
+    q_release(q);
     return rc;
 }
 
@@ -208,7 +208,7 @@ int irpk_req_set_key(irpk_queue *q, irpk_req_handle h, uint64_t key)
         rc = IRPK_QE_NOTOWNER;
     else
         tree_rekey(q, r, key);
-    plat_lock_release(&q->lock);
+    q_release(q);
     return rc;
 }
 
@@ -297,14 +297,14 @@ int irpk_req_cancel_wait(irpk_queue *q, irpk_req_handle h)
     int rc = q_enter(q);
     if (rc) return rc;
     if (in_own_callback(q)) {
-        plat_lock_release(&q->lock);
+        q_release(q);
         return IRPK_QE_BUSY;
     }
     rc = cancel_locked(q, h);
     flush(q);
     bool gone;
     while (req_lookup(q, h, &gone)) wait_word(q, &q->release_word, &q->release_waiters);
-    plat_lock_release(&q->lock);
+    q_release(q);
     return rc;
 }
 

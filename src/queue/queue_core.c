@@ -642,7 +642,7 @@ HOT void wake_word(volatile uint32_t *w, unsigned waiters)
 static void call_begin(irpk_queue *q)
 {
     q->cb_active++;
-    plat_lock_release(&q->lock);
+    q_release(q);
 }
 
 static void call_end(irpk_queue *q)
@@ -852,7 +852,7 @@ static bool deliver_completion(irpk_queue *q, bool may_leave)
     void *ctx = r->ctx;
     qlease *l = may_leave && quiet(q) ? lease_grant(q, LK_COMPLETE, r) : NULL;
     if (l) {
-        plat_lock_release(&q->lock);
+        q_release(q);
         q->cfg.on_complete(q, h, status, ctx, q->cfg.ctx);
         if (lease_return(l, false)) return true;
         q_lock(q);
@@ -978,7 +978,7 @@ static int dispatch_one(irpk_queue *q, qframe *f, bool may_leave)
     f->h = h;
     f->lease = l;
     f->done = f->deliver = false;
-    plat_lock_release(&q->lock);
+    q_release(q);
     q->cfg.on_dispatch(q, h, ctx, q->cfg.ctx);
     bool done = f->done;
     f->h = 0;
@@ -1036,7 +1036,7 @@ void flush(irpk_queue *q) { run_loop(q, false); }
 void q_leave(irpk_queue *q)
 {
     if (quiet(q)) { /* nothing to run and nobody to poke: the common end of a call */
-        plat_lock_release(&q->lock);
+        q_release(q);
         return;
     }
     for (;;) {
@@ -1045,7 +1045,7 @@ void q_leave(irpk_queue *q)
          * we are inside one of q's callbacks ourselves): poke the holders. */
         if (!q->lease_mask || quiet(q) || !leases_poke(q)) break;
     }
-    plat_lock_release(&q->lock);
+    q_release(q);
 }
 
 /* ------------------------------------------------------------------ direct delivery */
@@ -1083,7 +1083,7 @@ void release_and_leave(irpk_queue *q, qreq *r)
     qlease *l = lease_grant(q, LK_COMPLETE, r); /* counted in cb_active: the lifetime barrier */
     qframe me = {q, *top, 0, NULL, false, false};
     *top = &me;
-    plat_lock_release(&q->lock);
+    q_release(q);
     q->cfg.on_complete(q, h, status, ctx, q->cfg.ctx);
     *top = me.up;
     if (lease_return(l, false)) return; /* the next lock holder frees the slot */
@@ -1135,9 +1135,9 @@ fast_submit_body(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, su
                  void *hook_ctx)
 {
     qframe **top = frame_top(); /* thread-local: looked up before taking the lock */
-    plat_lock_acquire(&q->lock); /* settling returned leases (q_lock's job) happens below */
+    q_acquire(q); /* settling returned leases (q_lock's job) happens below */
     if (q->closed) {
-        plat_lock_release(&q->lock);
+        q_release(q);
         return IRPK_QE_CLOSED;
     }
     qlease *reuse = NULL;
@@ -1197,7 +1197,7 @@ fast_submit_body(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *out, su
     void *ctx = r->ctx;
     qframe me = {q, *top, h, l, false, false};
     *top = &me;
-    plat_lock_release(&q->lock);
+    q_release(q);
     q->cfg.on_dispatch(q, h, ctx, q->cfg.ctx);
     me.h = 0;
     me.lease = NULL;
@@ -1237,7 +1237,7 @@ int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *ou
         /* Nothing to reserve (no heap room, lane or owner group) and nothing to admit:
          * reserve + publish without the reservation's bookkeeping (the common submit). */
         if (!(r = slot_alloc(q))) {
-            plat_lock_release(&q->lock);
+            q_release(q);
             return IRPK_QE_NOMEM;
         }
         r->ctx = o->ctx;
@@ -1380,7 +1380,7 @@ void wait_word(irpk_queue *q, volatile uint32_t *w, unsigned *waiters)
     (*waiters)++;
     q->n_waiting++;
     if (!(q->lease_mask && leases_poke(q))) {
-        plat_lock_release(&q->lock);
+        q_release(q);
         plat_wait(w, seen, PLAT_FOREVER);
         q_lock(q);
     }

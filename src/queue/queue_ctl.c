@@ -71,12 +71,12 @@ static int run_sync(irpk_queue *q, enum queue_op op)
     if (rc) return rc;
     if (in_own_callback(q)) {
         /* Waiting here would wait for ourselves: fail at once instead of deadlocking. */
-        plat_lock_release(&q->lock);
+        q_release(q);
         return IRPK_QE_BUSY;
     }
     rc = begin_op(q, op, NULL, NULL);
     if (rc) {
-        plat_lock_release(&q->lock);
+        q_release(q);
         return rc;
     }
     /* Sampled before flush, which may end the op at once (deliver_op_done bumps it anyway). */
@@ -99,7 +99,7 @@ int irpk_queue_start(irpk_queue *q)
     int rc = q_enter(q);
     if (rc) return rc;
     if (q->op != OP_NONE) {
-        plat_lock_release(&q->lock);
+        q_release(q);
         return IRPK_QE_INPROGRESS;
     }
     q->accepting = q->dispatch_on = true;
@@ -136,11 +136,11 @@ static void timer_main(void *arg)
         /* Sampled under the lock: heap_push and close bump timer_word under it, so a change
          * after the release makes plat_wait return at once. */
         uint32_t seen = q->timer_word;
-        plat_lock_release(&q->lock);
+        q_release(q);
         plat_wait(&q->timer_word, seen, next);
         q_lock(q);
     }
-    plat_lock_release(&q->lock);
+    q_release(q);
 }
 
 int timer_ensure(irpk_queue *q)

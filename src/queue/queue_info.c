@@ -19,7 +19,7 @@ int irpk_req_info_get(irpk_queue *q, irpk_req_handle h, irpk_req_info *info)
                                 q->timed ? plat_now_ns() - r->t_submit : -1};
     }
     /* No q_leave needed: see irpk_req_is_cancelled. */
-    plat_lock_release(&q->lock);
+    q_release(q);
     return r ? 0 : IRPK_QE_STALE;
 }
 
@@ -35,7 +35,7 @@ int irpk_queue_find_owner(irpk_queue *q, uint64_t owner, irpk_req_handle *out, s
         for (qlink *p = og->reqs.next; p != &og->reqs && (size_t)n < max && n < INT32_MAX; p = p->next)
             out[n++] = req_handle(QL_ENTRY(p, qreq, olink));
     }
-    plat_lock_release(&q->lock);
+    q_release(q);
     return n;
 }
 
@@ -46,7 +46,7 @@ int irpk_queue_peek(irpk_queue *q, irpk_req_handle *out)
     if (rc) return rc;
     qreq *r = pend_pick(q);
     if (r) *out = req_handle(r);
-    plat_lock_release(&q->lock);
+    q_release(q);
     return r ? 0 : IRPK_QE_EMPTY;
 }
 
@@ -58,7 +58,7 @@ int irpk_queue_stats_get(irpk_queue *q, irpk_queue_stats *s)
                             q->live, q->n_submitted, q->n_completed, q->n_cancelled,
                             q->n_timed_out, q->n_dropped, q->n_rejected, q->n_fwd,
                             q->max_queued_seen};
-    plat_lock_release(&q->lock);
+    q_release(q);
     return 0;
 }
 
@@ -69,7 +69,7 @@ int irpk_queue_events(irpk_queue *q, irpk_queue_event *out, size_t max)
     size_t n = q->log_n < max ? q->log_n : max;
     size_t first = q->log_n - n; /* keep the newest n */
     for (size_t i = 0; i < n; i++) out[i] = q->log[(q->log_head + first + i) % q->cfg.log_capacity];
-    plat_lock_release(&q->lock);
+    q_release(q);
     return (int)n;
 }
 
@@ -135,7 +135,7 @@ int irpk_queue_dump(irpk_queue *q, char *buf, size_t n)
             const qreq *r = &q->chunks[c][i];
             if (r->state >= RS_QUEUED) dump_request(&b, r, now, q->timed);
         }
-    plat_lock_release(&q->lock);
+    q_release(q);
     return b.len > INT32_MAX ? INT32_MAX : (int)b.len;
 }
 

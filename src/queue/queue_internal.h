@@ -173,7 +173,9 @@ typedef struct qframe {
 #define NO_SLOT UINT32_MAX
 
 struct irpk_queue {
-    volatile plat_lockword lock; /* the queue's only lock; never held across a callback */
+    volatile plat_lockword lock; /* the queue's only lock; never held across a callback; taken
+                                    with q_acquire/q_release only */
+    uint8_t lock_irql;           /* explore mode: the holder's IRQL before it took the lock */
     irpk_queue_config cfg;
     char name[32];
     unsigned limit; /* running limit for dispatching modes */
@@ -351,11 +353,17 @@ static inline void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_ha
     if (q->cfg.log_capacity) log_append(q, t, h, status); /* inline test: off costs nothing */
 }
 
+/* The queue lock is taken from PASSIVE code and from DPCs (the IRP adapter): under the explorer
+ * its holder runs at DISPATCH_LEVEL, as an NT spin lock's does (plat_lock_acquire_cpu), so no
+ * DPC of its vCPU can preempt it and then spin on it. Natively: the plain lock. */
+static inline void q_acquire(irpk_queue *q) { plat_lock_acquire_cpu(&q->lock, &q->lock_irql); }
+static inline void q_release(irpk_queue *q) { plat_lock_release_cpu(&q->lock, &q->lock_irql); }
+
 /* Take q's lock and settle the leases that returned meanwhile. Every lock acquisition of the
  * queue goes through here (or q_enter), so a returned lease is never overlooked. */
 static inline void q_lock(irpk_queue *q)
 {
-    plat_lock_acquire(&q->lock);
+    q_acquire(q);
     if (q->lease_mask) leases_settle_returned(q);
 }
 /* Lock q and check it is usable; returns 0 with the lock held or an error without it. Inline:
@@ -365,7 +373,7 @@ static inline int q_enter(irpk_queue *q)
     if (!q) return IRPK_QE_INVAL;
     q_lock(q);
     if (q->closed) {
-        plat_lock_release(&q->lock);
+        q_release(q);
         return IRPK_QE_CLOSED;
     }
     return 0;

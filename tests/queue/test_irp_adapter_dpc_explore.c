@@ -31,12 +31,11 @@
  * submission order, with the expected status; the DPC really ran on the racing thread's vCPU;
  * the queue is empty at the end and the adapter closes; the submitter is back at PASSIVE_LEVEL.
  *
- * Status: the queue's lock (irpk_queue.lock, 1 and 2) and the adapter's worker lock
- * (irpk_irpq.lock, 3) are taken at the caller's IRQL, so today each scenario is reported as a
- * deadlock at its first preemption — the holder at PASSIVE_LEVEL inside arm_cancel / the
- * worker loop, the DPC of its vCPU at DISPATCH_LEVEL waiting for the lock — and the test is
- * WILL_FAIL in CMakeLists.txt until both locks are held at DISPATCH_LEVEL (as ke_lock_raised
- * does for ke's). Run it alone: build/tests/queue/test_irp_adapter_dpc_explore [case]. */
+ * Both locks — the queue's (irpk_queue.lock, 1 and 2) and the adapter's worker lock
+ * (irpk_irpq.lock, 3) — are held at DISPATCH_LEVEL under the explorer (plat_lock_acquire_cpu).
+ * Before that each scenario was reported as a deadlock at its first preemption: the holder at
+ * PASSIVE_LEVEL inside arm_cancel / the worker loop, the DPC of its vCPU at DISPATCH_LEVEL
+ * waiting for the lock. Run it alone: build/tests/queue/test_irp_adapter_dpc_explore [case]. */
 #include <ntddk.h>
 #include <string.h>
 
