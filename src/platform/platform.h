@@ -341,12 +341,17 @@ bool plat_lock_try(volatile plat_lockword *w);
  * these raise the holder's irql to 2 (DISPATCH_LEVEL: the explorer keeps its vCPU while it
  * holds) for the hold, keeping the previous value in *saved (owned by the holder: e.g. a field
  * next to the lock, written after the acquire, read before the release); the raise is not a
- * scheduling point (the acquire is). Natively they are plat_lock_acquire/release and neither
+ * scheduling point (the acquire is). saved == NULL: no raise (a lock of plain threads, whose
+ * preemption while holding it the explorer should keep exploring). Natively they are plat_lock_acquire/release and neither
  * the irql nor *saved is touched: DPCs run on their own threads there, and nothing inside these
  * holds asks for the IRQL. */
 static inline void plat_lock_acquire_cpu(volatile plat_lockword *w, uint8_t *saved)
 {
     if (PLAT_NATIVE_NOW()) {
+        plat_lock_acquire(w);
+        return;
+    }
+    if (!saved) {
         plat_lock_acquire(w);
         return;
     }
@@ -359,6 +364,10 @@ static inline void plat_lock_acquire_cpu(volatile plat_lockword *w, uint8_t *sav
 static inline void plat_lock_release_cpu(volatile plat_lockword *w, const uint8_t *saved)
 {
     if (PLAT_NATIVE_NOW()) {
+        plat_lock_release(w);
+        return;
+    }
+    if (!saved) {
         plat_lock_release(w);
         return;
     }

@@ -270,6 +270,9 @@ int irpk_irpq_create(const irpk_irpq_config *c, irpk_irpq **out)
         plat_free(q);
         return rc;
     }
+    /* Taken by dispatch routines and by DPCs: held at DISPATCH_LEVEL under the explorer (see
+     * q_acquire). Set before the queue is published to anyone. */
+    q->q->raise_lock = true;
     *out = q;
     return 0;
 }

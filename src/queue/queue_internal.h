@@ -175,7 +175,9 @@ typedef struct qframe {
 struct irpk_queue {
     volatile plat_lockword lock; /* the queue's only lock; never held across a callback; taken
                                     with q_acquire/q_release only */
-    uint8_t lock_irql;           /* explore mode: the holder's IRQL before it took the lock */
+    uint8_t lock_irql;           /* explore mode, raise_lock: the holder's IRQL before it took
+                                    the lock */
+    bool raise_lock;             /* an IRP adapter's queue (set before first use) */
     irpk_queue_config cfg;
     char name[32];
     unsigned limit; /* running limit for dispatching modes */
@@ -353,11 +355,18 @@ static inline void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_ha
     if (q->cfg.log_capacity) log_append(q, t, h, status); /* inline test: off costs nothing */
 }
 
-/* The queue lock is taken from PASSIVE code and from DPCs (the IRP adapter): under the explorer
- * its holder runs at DISPATCH_LEVEL, as an NT spin lock's does (plat_lock_acquire_cpu), so no
- * DPC of its vCPU can preempt it and then spin on it. Natively: the plain lock. */
-static inline void q_acquire(irpk_queue *q) { plat_lock_acquire_cpu(&q->lock, &q->lock_irql); }
-static inline void q_release(irpk_queue *q) { plat_lock_release_cpu(&q->lock, &q->lock_irql); }
+/* An IRP adapter's queue lock is taken from PASSIVE code and from DPCs: under the explorer its
+ * holder runs at DISPATCH_LEVEL, as an NT spin lock's does (plat_lock_acquire_cpu), so no DPC
+ * of its vCPU can preempt it and then spin on it. Other queues serve plain threads, which can
+ * be preempted holding the lock: the explorer keeps exploring that. Natively: the plain lock. */
+static inline void q_acquire(irpk_queue *q)
+{
+    plat_lock_acquire_cpu(&q->lock, q->raise_lock ? &q->lock_irql : NULL);
+}
+static inline void q_release(irpk_queue *q)
+{
+    plat_lock_release_cpu(&q->lock, q->raise_lock ? &q->lock_irql : NULL);
+}
 
 /* Take q's lock and settle the leases that returned meanwhile. Every lock acquisition of the
  * queue goes through here (or q_enter), so a returned lease is never overlooked. */
