@@ -333,25 +333,27 @@ static inline void plat_lock_release(volatile plat_lockword *w)
     if (__builtin_expect(__atomic_load_n(count, __ATOMIC_RELAXED) != 0, 0)) plat__lock_wake(w);
 }
 bool plat_lock_try(volatile plat_lockword *w);
-/* A lock taken both by threads at a low emulated IRQL and by DPCs (irpkit's request queue and
- * its IRP adapter: a dispatch routine at PASSIVE_LEVEL, a DPC completing or cancelling). Under
- * the explorer a DPC runs on the virtual CPU of the thread it preempts, so if that thread held
- * such a lock at PASSIVE_LEVEL the DPC would wait for it forever: a deadlock no NT machine can
- * have (NT holds spin locks at DISPATCH_LEVEL, which keeps DPCs off the CPU). In explore mode
- * these raise the holder's irql to 2 (DISPATCH_LEVEL: the explorer keeps its vCPU while it
- * holds) for the hold, keeping the previous value in *saved (owned by the holder: e.g. a field
- * next to the lock, written after the acquire, read before the release); the raise is not a
- * scheduling point (the acquire is). saved == NULL: no raise (a lock of plain threads, whose
- * preemption while holding it the explorer should keep exploring). Natively they are plat_lock_acquire/release and neither
- * the irql nor *saved is touched: DPCs run on their own threads there, and nothing inside these
- * holds asks for the IRQL. */
+/* A lock taken both by threads at a low emulated IRQL and by DPCs (the IRP adapter's queue: a
+ * dispatch routine at PASSIVE_LEVEL, a DPC completing or cancelling). Under the explorer a DPC
+ * runs on the virtual CPU of the thread it preempts, so if that thread held such a lock at
+ * PASSIVE_LEVEL the DPC would wait for it forever: a deadlock no NT machine can have (NT holds
+ * spin locks at DISPATCH_LEVEL, which keeps DPCs off the CPU). In explore mode these raise the
+ * holder's irql to 2 (DISPATCH_LEVEL: the explorer keeps its vCPU while it holds) for the hold,
+ * keeping the previous value in *saved (owned by the holder: a field next to the lock, written
+ * after the acquire, read before the release); the raise is not a scheduling point (the
+ * acquire is). Natively they are plat_lock_acquire/release and neither the irql nor *saved is
+ * touched: DPCs run on their own threads there, and nothing inside these holds asks for the
+ * IRQL. *saved == PLAT_LOCK_NO_RAISE (set once, before the lock is used): never raise — a lock
+ * of plain threads, whose preemption while holding it the explorer must keep exploring (a
+ * raising lock's *saved only ever holds IRQLs below 2). */
+#define PLAT_LOCK_NO_RAISE 0xFF
 static inline void plat_lock_acquire_cpu(volatile plat_lockword *w, uint8_t *saved)
 {
     if (PLAT_NATIVE_NOW()) {
         plat_lock_acquire(w);
         return;
     }
-    if (!saved) {
+    if (*saved == PLAT_LOCK_NO_RAISE) {
         plat_lock_acquire(w);
         return;
     }
@@ -367,11 +369,7 @@ static inline void plat_lock_release_cpu(volatile plat_lockword *w, const uint8_
         plat_lock_release(w);
         return;
     }
-    if (!saved) {
-        plat_lock_release(w);
-        return;
-    }
-    uint8_t old = *saved; /* read while still holding */
+    uint8_t old = *saved; /* read while still holding (PLAT_LOCK_NO_RAISE: nothing to lower) */
     plat_lock_release(w);
     if (old < 2) plat_self()->irql = old;
 }

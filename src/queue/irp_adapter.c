@@ -272,7 +272,7 @@ int irpk_irpq_create(const irpk_irpq_config *c, irpk_irpq **out)
     }
     /* Taken by dispatch routines and by DPCs: held at DISPATCH_LEVEL under the explorer (see
      * q_acquire). Set before the queue is published to anyone. */
-    q->q->raise_lock = true;
+    q->q->lock_irql = 0;
     *out = q;
     return 0;
 }

@@ -42,6 +42,7 @@ int irpk_queue_create(const irpk_queue_config *c, irpk_queue **out)
     if (c->name) strncpy(q->name, c->name, sizeof q->name - 1);
     q->cfg.name = q->name;
     plat_lock_init(&q->lock);
+    q->lock_irql = PLAT_LOCK_NO_RAISE; /* plain threads: see q_acquire */
     q->limit = c->mode == IRPK_QUEUE_SEQUENTIAL ? 1 : c->max_parallel;
     q->free_head = NO_SLOT;
     ql_init(&q->fifo);

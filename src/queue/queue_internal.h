@@ -175,9 +175,9 @@ typedef struct qframe {
 struct irpk_queue {
     volatile plat_lockword lock; /* the queue's only lock; never held across a callback; taken
                                     with q_acquire/q_release only */
-    uint8_t lock_irql;           /* explore mode, raise_lock: the holder's IRQL before it took
-                                    the lock */
-    bool raise_lock;             /* an IRP adapter's queue (set before first use) */
+    uint8_t lock_irql;           /* explore mode: the holder's IRQL before it took the lock;
+                                    PLAT_LOCK_NO_RAISE unless an IRP adapter's queue (set before
+                                    first use) */
     irpk_queue_config cfg;
     char name[32];
     unsigned limit; /* running limit for dispatching modes */
@@ -361,11 +361,11 @@ static inline void log_event(irpk_queue *q, irpk_queue_event_type t, irpk_req_ha
  * be preempted holding the lock: the explorer keeps exploring that. Natively: the plain lock. */
 static inline void q_acquire(irpk_queue *q)
 {
-    plat_lock_acquire_cpu(&q->lock, q->raise_lock ? &q->lock_irql : NULL);
+    plat_lock_acquire_cpu(&q->lock, &q->lock_irql);
 }
 static inline void q_release(irpk_queue *q)
 {
-    plat_lock_release_cpu(&q->lock, q->raise_lock ? &q->lock_irql : NULL);
+    plat_lock_release_cpu(&q->lock, &q->lock_irql);
 }
 
 /* Take q's lock and settle the leases that returned meanwhile. Every lock acquisition of the
