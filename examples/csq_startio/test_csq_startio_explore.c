@@ -20,7 +20,7 @@ TEST(csq_startio_explored_with_cancel_and_close)
     irpk_explore_options o;
     irpk_explore_options_init(&o);
     o.strategy = IRPK_STRATEGY_DFS;
-    o.bound = 1; /* exhaustive in a few seconds (~114 000 executions); bound 2 is millions */
+    o.bound = 1; /* exhaustive in 5-10 s natively (~151 000 executions); bound 2 is millions */
     o.time_limit_s = irpk_test_scale(100) >= 100 ? 30 : 10;
     irpk_explore_result r;
     int found = irpk_explore(sc->fn, NULL, &o, &r);
