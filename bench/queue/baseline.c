@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct mcq {
     pthread_mutex_t lock;
@@ -101,6 +102,28 @@ int mcq_cancel(mcq *q, bnode *n)
 }
 
 bnode *mcq_head(mcq *q) { return &q->head; }
+
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+double mcq_cancel_loop_ns(long n, void (*done)(bnode *))
+{
+    mcq *m = mcq_new(0);
+    if (!m) abort();
+    bnode node = {0};
+    double t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        mcq_push(m, &node);
+        if (mcq_cancel(m, &node)) done(&node); /* an indirect call, as the queues' callbacks */
+    }
+    double ns = (now_ns() - t0) / (double)n;
+    mcq_free(m);
+    return ns;
+}
 
 void slist_init(slist *l) { l->head.prev = l->head.next = &l->head; }
 void slist_insert(slist *l, bnode *n) { sorted_insert(&l->head, n); }

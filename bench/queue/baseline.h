@@ -20,6 +20,9 @@ bnode *mcq_pop(mcq *q);                   /* blocks while empty */
 bnode *mcq_pop_key(mcq *q, uint64_t k);   /* first with key >= k, wrapping; NULL if empty */
 int mcq_cancel(mcq *q, bnode *n);         /* unlink a queued node; 0 if it was not queued */
 bnode *mcq_head(mcq *q);                  /* the list sentinel, for prefilling before use */
+/* The cancel row's baseline (bench_queue, bench_floor): n times push a node into a new FIFO
+ * queue, cancel it and call done for it; nanoseconds per request. */
+double mcq_cancel_loop_ns(long n, void (*done)(bnode *));
 
 /* Sorted doubly linked list without any lock (the StartIo device-queue data structure). */
 typedef struct slist {

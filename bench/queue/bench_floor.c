@@ -180,21 +180,6 @@ static void base_done(bnode *n)
     (void)n;
     completions++;
 }
-static void (*volatile base_complete)(bnode *) = base_done;
-
-static double row_baseline(long n)
-{
-    mcq *m = mcq_new(0);
-    bnode node = {0};
-    int64_t t0 = plat_now_ns();
-    for (long i = 0; i < n; i++) {
-        mcq_push(m, &node);
-        if (mcq_cancel(m, &node)) base_complete(&node);
-    }
-    double ns = ns_since(t0, n);
-    mcq_free(m);
-    return ns;
-}
 
 static void irpk_done(irpk_queue *q, irpk_req_handle h, int32_t s, void *r, void *c)
 {
@@ -243,7 +228,9 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++) { /* interleaved: load changes hit every row */
         for (int i = 0; i < 4; i++) {
             if (only >= 0 && i != only) continue;
-            double t = i == 0 ? row_baseline(n) : i == 3 ? row_irpkit(n) : row_floor(i == 2, n);
+            double t = i == 0   ? mcq_cancel_loop_ns(n, base_done)
+                       : i == 3 ? row_irpkit(n)
+                                : row_floor(i == 2, n);
             if (t < best[i]) best[i] = t;
         }
     }

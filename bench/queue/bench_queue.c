@@ -181,20 +181,6 @@ static double ours_cancel(long n)
     return r;
 }
 
-static double base_cancel(long n)
-{
-    mcq *m = mcq_new(0);
-    bnode node = {0};
-    int64_t t0 = plat_now_ns();
-    for (long i = 0; i < n; i++) {
-        mcq_push(m, &node);
-        if (mcq_cancel(m, &node)) base_complete(&node);
-    }
-    double r = ns_per(t0, n);
-    mcq_free(m);
-    return r;
-}
-
 static int bench_cancel(long n, long n_irp)
 {
     row rows[5] = {{"mutex+condvar queue", 1e300, 0}, {"irpkit queue", 1e300, 0},
@@ -202,7 +188,7 @@ static int bench_cancel(long n, long n_irp)
                    {"IoCsq (IRP)", 1e300, 1}};
     for (int r = 0; r < reps; r++) {
         rows[1].ns = min2(rows[1].ns, ours_cancel(n));
-        rows[0].ns = min2(rows[0].ns, base_cancel(n));
+        rows[0].ns = min2(rows[0].ns, mcq_cancel_loop_ns(n, base_complete));
         for (int k = 0; k < IRP_KINDS; k++)
             rows[2 + k].ns = irp_kind_available((irp_kind)k)
                                  ? min2(rows[2 + k].ns, irp_cancel_ns((irp_kind)k, n_irp))
