@@ -146,10 +146,14 @@ static void start_next_now(PDEVICE_OBJECT dev, BOOLEAN cancelable, bool bykey, U
     if (bykey) io_irp_step(irp, IO_STEP_DEQUEUED, " by key %u", (unsigned)key);
     else io_irp_step(irp, IO_STEP_DEQUEUED, " (head)");
     dev->CurrentIrp = irp;
+    /* The verifier's current IRP changes with CurrentIrp, under the same cancel lock: a cancel
+     * routine's IoStartNextPacket (which needs that lock) cannot come in between. */
+    PIRP vrf_old = vrf_on() ? vrf_current_irp(dev, irp) : NULL;
     if (cancelable) {
         if (no_cancel(dev)) clear_cancel_routine(irp);
         IoReleaseCancelSpinLock(cancel_irql);
     }
+    if (vrf_old) vrf_irp_drop(vrf_old); /* after the release: the last drop recycles the IRP */
     io_call_startio(dev, irp);
     io_irp_unref(irp);
 }
@@ -200,10 +204,14 @@ static void startio_from_startpacket(PDEVICE_OBJECT dev, PIRP irp)
 static void start_idle(PDEVICE_OBJECT dev, PIRP irp, PDRIVER_CANCEL cancel, KIRQL cancel_irql)
 {
     dev->CurrentIrp = irp;
+    /* As in start_next_now: under the cancel lock (when there is a cancel routine), with
+     * CurrentIrp. */
+    PIRP vrf_old = vrf_on() ? vrf_current_irp(dev, irp) : NULL;
     if (cancel) {
         if (no_cancel(dev)) clear_cancel_routine(irp);
         IoReleaseCancelSpinLock(cancel_irql);
     }
+    if (vrf_old) vrf_irp_drop(vrf_old); /* after the release: the last drop recycles the IRP */
     /* Irp->Cancel is deliberately not checked: StartIo must check it (T27). */
     startio_from_startpacket(dev, irp);
 }

@@ -151,6 +151,10 @@ void vrf_cancel_exit(int frame, PIRP irp, KIRQL cancel_irql);
 void vrf_start_packet(PDEVICE_OBJECT dev, PIRP irp);
 /* IoStartNextPacket(ByKey) entry. */
 void vrf_start_next(PDEVICE_OBJECT dev);
+/* io made irp the device's CurrentIrp (under the cancel lock when cancelable): the queue-stall
+ * state follows it. Returns the previous current IRP or NULL; the caller vrf_irp_drop()s it
+ * once it released the cancel lock. */
+PIRP vrf_current_irp(PDEVICE_OBJECT dev, PIRP irp);
 /* Around the StartIo call. */
 int vrf_startio_enter(PDEVICE_OBJECT dev, PIRP irp);
 void vrf_startio_exit(int frame, PDEVICE_OBJECT dev);

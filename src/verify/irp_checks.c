@@ -397,15 +397,18 @@ void vrf_start_packet(PDEVICE_OBJECT dev, PIRP irp)
 }
 
 /* The device's current IRP changes: the device state keeps a verifier reference on it so a
- * stall report can show its history after its owner freed it. */
-static void set_current(vrf_device *d, PIRP irp)
+ * stall report can show its history after its owner freed it. Returns the previous current IRP,
+ * whose verifier reference the caller drops (vrf_irp_drop) — outside the cancel lock when io
+ * holds it here: the last drop recycles the IRP (lookaside lock, free). */
+static PIRP swap_current(vrf_device *d, PIRP irp)
 {
     PIRP old = (PIRP)vrf_load_ptr((void *const volatile *)&d->current);
-    if (old == irp) return; /* (NULL → NULL: IoStartNextPacket on an idle device) */
-    if (irp) vrf_irp_hold(irp);
-    /* An exchange (StartIo on one thread and IoStartNextPacket from a cancel routine on
-     * another may race for one device). */
-    for (PIRP seen; (seen = (PIRP)vrf_cas_ptr((void *volatile *)&d->current, old, irp)) != old;) old = seen;
+    if (old != irp) { /* (the same IRP again — NULL → NULL, or a reused one — keeps its hold) */
+        if (irp) vrf_irp_hold(irp);
+        /* An exchange (StartIo on one thread and IoStartNextPacket from a cancel routine on
+         * another may race for one device). */
+        for (PIRP seen; (seen = (PIRP)vrf_cas_ptr((void *volatile *)&d->current, old, irp)) != old;) old = seen;
+    }
     /* New IRP, not completed, next generation — in one compare-exchange, so a completion of the
      * old IRP either landed before (and is replaced) or fails its own compare-exchange. */
     int64_t next = (int64_t)io_irp_id(irp);
@@ -413,7 +416,27 @@ static void set_current(vrf_device *d, PIRP irp)
         int64_t want = ((cur & ~(VRF_CUR_GEN - 1)) + VRF_CUR_GEN) | next; /* generation wraps: fine */
         if ((seen = vrf_cas64(&d->cur_state, cur, want)) == cur) break;
     }
+    return old != irp ? old : NULL;
+}
+
+static void set_current(vrf_device *d, PIRP irp)
+{
+    PIRP old = swap_current(d, irp);
     if (old) vrf_irp_drop(old);
+}
+
+/* io made irp the device's CurrentIrp (IoStartNextPacket's dequeue, IoStartPacket on an idle
+ * device) — under the cancel lock when the start is cancelable, where a cancel routine's own
+ * IoStartNextPacket also changes it. Tracking it here, not when StartIo is entered, keeps the
+ * order io gives these changes: an IRP cancelled in the window before its StartIo call, whose
+ * cancel routine started the next IRP and completed it, is no longer made "current" again by its
+ * late StartIo call (which hid a stall of the IRP the cancel routine started). */
+PIRP vrf_current_irp(PDEVICE_OBJECT dev, PIRP irp)
+{
+    /* Before any completion can look for it: the cancel routine may complete it before StartIo. */
+    vrf_store_ptr((void *volatile *)&io_priv(irp)->vrf_dev, dev);
+    vrf_device *d = vrf_dev_of(dev);
+    return d ? swap_current(d, irp) : NULL;
 }
 
 void vrf_start_next(PDEVICE_OBJECT dev)
@@ -447,13 +470,11 @@ static void set_in_startio(PIRP irp)
 
 int vrf_startio_enter(PDEVICE_OBJECT dev, PIRP irp)
 {
-    vrf_store_ptr((void *volatile *)&io_priv(irp)->vrf_dev, dev);
     set_in_startio(irp);
     vrf_device *d = vrf_dev_of(dev);
-    if (d) {
-        vrf_add32(&d->startio_active, 1);
-        set_current(d, irp);
-    }
+    /* Not the current IRP: io set it when it made irp CurrentIrp (vrf_current_irp), and irp
+     * may have been completed and another IRP started since (a cancel in the window). */
+    if (d) vrf_add32(&d->startio_active, 1);
     /* Nesting for this device on this thread. */
     vrf_thread *v = vrf_self();
     int depth = 1;

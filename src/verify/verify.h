@@ -108,7 +108,10 @@ typedef struct vrf_device {
     volatile int32_t recursion_reported;
     /* stall tracking, under the device registry's lock */
     int64_t stall_state;        /* cur_state when the stall was first seen */
-    int32_t stall_reported_id;
+    /* cur_state of the last stall reported (0: none): the whole word, not the IRP id — a
+     * recycled IRP (IoReuseIrp keeps its id) that stalls the queue again after progress is in a
+     * new generation, so that stall is reported too. */
+    int64_t stall_reported_state;
     int64_t stall_since;
 } vrf_device;
 

@@ -167,8 +167,10 @@ int vrf_check_device_stall(vrf_device *d, int64_t persist_ns)
         }
         if (now - d->stall_since < persist_ns) return 0;
     }
-    if (d->stall_reported_id == (int32_t)done) return 0; /* each stall once (devices_lock held) */
-    d->stall_reported_id = (int32_t)done;
+    /* Each stall once (devices_lock held), keyed by the whole state word: the same IRP id in a
+     * later generation (a recycled IRP, or ids restarting after a reset) is a new stall. */
+    if (d->stall_reported_state == state) return 0;
+    d->stall_reported_state = state;
     char ids[96] = "";
     size_t len = 0;
     for (int i = 0; i < n && i < 8 && len + 1 < sizeof ids; i++)
@@ -417,7 +419,7 @@ void irpk_verifier_reset_state(void)
     vrf_lock(&devices_lock);
     for (vrf_device *d = devices; d; d = d->next) {
         vrf_store32(&d->recursion_reported, 0);
-        d->stall_reported_id = 0;
+        d->stall_reported_state = 0;
         d->stall_since = 0;
     }
     vrf_unlock(&devices_lock);
