@@ -666,13 +666,16 @@ HOT static void count_final(irpk_queue *q, int32_t status)
 /* Nothing a returning callback would have to do under the lock: no callback work pending,
  * nothing waiting to be dispatched, no stop/drain/purge, nobody waiting. Only then may a
  * callback end lock-free on a lease, and only otherwise are held leases poked. */
-static inline __attribute__((always_inline)) bool quiet(const irpk_queue *q)
+static inline __attribute__((always_inline)) uintptr_t callback_work(const irpk_queue *q)
 {
     /* One OR of everything that must be zero: this is on the per-request path. */
-    uintptr_t busy = (uintptr_t)q->notify_head | (uintptr_t)q->stop_head |
-                     (uintptr_t)q->done_head | (uintptr_t)q->wm_pending |
-                     (uintptr_t)q->ready_pending | (uintptr_t)q->op | (uintptr_t)q->n_waiting;
-    return !busy && !(q->queued && q->dispatch_on && q->cfg.mode != IRPK_QUEUE_MANUAL);
+    return (uintptr_t)q->notify_head | (uintptr_t)q->stop_head | (uintptr_t)q->done_head |
+           (uintptr_t)q->wm_pending | (uintptr_t)q->ready_pending | (uintptr_t)q->op |
+           (uintptr_t)q->n_waiting;
+}
+static inline __attribute__((always_inline)) bool quiet(const irpk_queue *q)
+{
+    return !callback_work(q) && !(q->queued && q->dispatch_on && q->cfg.mode != IRPK_QUEUE_MANUAL);
 }
 
 /* ------------------------------------------------------------------ leases (see queue_internal.h) */
@@ -1033,9 +1036,18 @@ static bool run_loop(irpk_queue *q, bool may_leave)
 
 void flush(irpk_queue *q) { run_loop(q, false); }
 
+/* quiet(), or the only thing it saw is queued requests with no room to run them and no lease
+ * whose holder could make room without the lock: then the loop would find nothing to do and
+ * poke nobody (a submit to a busy SEQUENTIAL/PARALLEL queue, e.g. every IRP queued behind a
+ * running one). A held lease needs the loop's poke: its holder's completion makes room. */
+static inline __attribute__((always_inline)) bool nothing_to_run(const irpk_queue *q)
+{
+    return quiet(q) || (q->running_n >= q->limit && !q->lease_mask && !callback_work(q));
+}
+
 void q_leave(irpk_queue *q)
 {
-    if (quiet(q)) { /* nothing to run and nobody to poke: the common end of a call */
+    if (nothing_to_run(q)) { /* nothing to run and nobody to poke: the common end of a call */
         q_release(q);
         return;
     }

@@ -353,6 +353,37 @@ static void lease_stop_and_close_are_barriers(void *arg)
     irpk_queue_free(L.q);
 }
 
+/* A submit to a queue that is full because its one request runs on a dispatch lease: the
+ * submitter cannot dispatch, so it must poke the lease, or the handler's lock-free return
+ * strands the new request (nobody would dispatch it until some later call). Regression for
+ * q_leave's "queued but no room" shortcut, which is taken only while no lease is held. */
+static void l_submit_behind(void *a)
+{
+    (void)a;
+    l_wait_handle(); /* the first handler is running (on its lease) */
+    irpk_req_opts o = {0};
+    irpk_queue_submit(L.q, &o, NULL);
+}
+static void l_idle(void *a) { (void)a; }
+
+static void lease_submit_behind_running_handler(void *arg)
+{
+    (void)arg;
+    memset(&L, 0, sizeof L);
+    L.q = l_queue();
+    run3(l_submit, l_submit_behind, l_idle);
+    expect(L.completions == 2, "a request queued behind a leased handler was never dispatched");
+    irpk_queue_stats s;
+    irpk_queue_stats_get(L.q, &s);
+    expect(s.live == 0 && s.queued == 0, "requests left behind");
+    irpk_queue_free(L.q);
+}
+
+TEST(explore_lease_submit_behind_a_leased_handler_is_dispatched)
+{
+    explore(lease_submit_behind_running_handler, irpk_test_scale(3000));
+}
+
 TEST(explore_lease_inframe_complete_vs_cancel_vs_second_complete)
 {
     explore(lease_complete_cancel_complete, irpk_test_scale(3000));
