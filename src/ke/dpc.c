@@ -31,6 +31,13 @@ typedef struct dpc_queue {
      * (ke_dpc_shutdown clears `thread` only if no insert restarted the queue meanwhile). */
     int32_t started;
     uint32_t generation;
+    /* Under start_lock: a ke_dpc_shutdown is stopping and joining `thread` (claimed by the
+     * first one; a concurrent shutdown waits for it on stop_seq instead of joining the thread
+     * a second time). stop_seq is waited on without the lock: updated with plat_* atomics under
+     * start_lock, and only when stop_waiters says someone waits. */
+    int32_t stopping;
+    int32_t stop_waiters;
+    uint32_t stop_seq;
     plat_thread *thread; /* written under start_lock; read unlocked by queue_for's fast path */
 } dpc_queue;
 
@@ -329,8 +336,21 @@ void ke_dpc_shutdown(void)
         dpc_queue *q = &queues[i];
         /* Join outside start_lock: a draining DPC may insert DPCs that start other threads. */
         KIRQL old = lock_raised(&start_lock);
+        /* Another shutdown is stopping this queue's thread: wait until it has joined it (its
+         * record is freed by that join, so it must not be joined again), then go on — as if
+         * this shutdown had come after it. stop_seq is sampled under start_lock, where the
+         * stopper bumps it, so the wake-up cannot be missed. */
+        while (q->stopping) {
+            uint32_t seq = q->stop_seq;
+            q->stop_waiters++;
+            unlock_lowered(&start_lock, old); /* never wait holding it (or raised) */
+            plat_wait(&q->stop_seq, seq, PLAT_FOREVER);
+            old = lock_raised(&start_lock);
+            q->stop_waiters--;
+        }
         plat_thread *t = q->thread;
         uint32_t gen = q->generation;
+        q->stopping = t != NULL; /* claimed under start_lock: one shutdown joins t */
         unlock_lowered(&start_lock, old);
         if (!t) continue;
         old = lock_raised(&q->lock);
@@ -346,6 +366,10 @@ void ke_dpc_shutdown(void)
          * t's record is freed and a new thread's may reuse its address). q->exited stays set
          * and q->stop too: the next start_thread_locked clears both. */
         if (q->generation == gen) plat_store_ptr((void *volatile *)&q->thread, NULL);
+        q->stopping = 0;
+        bool waiters = q->stop_waiters > 0;
+        if (waiters) plat_fetch_add32((volatile int32_t *)&q->stop_seq, 1); /* under start_lock */
         unlock_lowered(&start_lock, old);
+        if (waiters) plat_wake(&q->stop_seq, INT32_MAX);
     }
 }

@@ -12,7 +12,13 @@
  *     thread's one KeSetTimer has begun its start). Before the fix: fails at one preemption
  *     (the armer's, right after its compare-exchange elected it the starter).
  *
- * Both explore every schedule within two preemptions (one under the sanitizers). */
+ *   - Two ke_dpc_shutdown calls at once: both read the queue's thread under start_lock, both
+ *     asked it to stop, and both joined it — a second pthread_join of a thread whose record
+ *     the first join freed. The explorer reports a second join of one thread ("double join").
+ *     Before the fix: fails at zero preemptions (the second stopper reads the thread before the
+ *     first one's join unpublishes it).
+ *
+ * All explore every schedule within two preemptions (one under the sanitizers). */
 #include <ntddk.h>
 #include <string.h>
 
@@ -85,6 +91,35 @@ TEST(dpc_after_shutdown_restarts_its_thread)
     KeFlushQueuedDpcs();
     CHECK_EQ(ke_dpcs_queued(), 0);
     ke_dpc_shutdown();
+}
+
+/* ------------------------------------------------------------------ two shutdowns at once */
+
+static void dpc_double_shutdown(void *arg)
+{
+    (void)arg;
+    memset(&D, 0, sizeof D);
+    KeInitializeEvent(&D.first_ran, NotificationEvent, FALSE);
+    KeInitializeEvent(&D.second_ran, NotificationEvent, FALSE);
+    KeInitializeDpc(&D.first, set_event_dpc, &D.first_ran);
+    KeInitializeDpc(&D.second, set_event_dpc, &D.second_ran);
+    KeSetTargetProcessorDpc(&D.first, 0);
+    KeSetTargetProcessorDpc(&D.second, 0);
+    IRPK_EXPLORE_CHECK(KeInsertQueueDpc(&D.first, NULL, NULL)); /* DPC cpu0 is up */
+    KeWaitForSingleObject(&D.first_ran, Executive, KernelMode, FALSE, NULL);
+    irpk_thread *s1 = irpk_thread_start(dpc_stopper, NULL, "stopper-1");
+    irpk_thread *s2 = irpk_thread_start(dpc_stopper, NULL, "stopper-2");
+    irpk_thread_join(s1); /* each returns with the thread stopped; it was joined once */
+    irpk_thread_join(s2);
+    /* Both are done: the queue is usable again (a new thread starts for the next DPC). */
+    IRPK_EXPLORE_CHECK(KeInsertQueueDpc(&D.second, NULL, NULL));
+    IRPK_EXPLORE_CHECK(KeWaitForSingleObject(&D.second_ran, Executive, KernelMode, FALSE, NULL) == STATUS_SUCCESS);
+    IRPK_EXPLORE_CHECK(ke_dpcs_queued() == 0);
+}
+
+TEST(concurrent_dpc_shutdowns_join_the_thread_once)
+{
+    irpk_test_explore_clean("ke_dpc_shutdown vs ke_dpc_shutdown", dpc_double_shutdown, 2, 2);
 }
 
 /* ------------------------------------------------------------------ timer shutdown vs first start */

@@ -37,6 +37,7 @@ typedef struct xthread {
     void *arg;
     uint8_t pend;
     bool parked; /* the P_WAIT is a plat_park */
+    bool joined; /* plat_thread_join returned for it: a second join is a failure */
     int wait_result;
     const char *op;    /* the pending operation as shown (a plat_label, else the operation) */
     const void *obj;   /* … and its object as shown */
@@ -381,6 +382,13 @@ static void x_thread_join(plat_thread *pt)
         point(P_JOIN, "join", t); /* enabled only once t has exited */
     else if (t->pend != P_EXITED)
         plat_panic("explore: join of a live thread outside a simulated thread");
+    /* Natively the first join frees the thread (pthread_join, its record): a second one is a use
+     * after free. Here the record lives on, so say it. Checked after the point, when this
+     * fiber runs alone: two joiners waiting at once are told apart by who got here first. */
+    if (t->joined)
+        plat_explore_fail("double join", "plat_thread_join on a thread already joined (natively: "
+                                         "pthread_join twice, its record used after free)");
+    t->joined = true;
     /* The record lives in the execution's arena: nothing to free (detached threads too). */
 }
 
