@@ -80,6 +80,7 @@ NTSTATUS IoCreateDriver(PUNICODE_STRING DriverName, PDRIVER_INITIALIZE Initializ
     UNICODE_STRING registry = RTL_CONSTANT_STRING(L"\\Registry\\Machine\\System\\CurrentControlSet\\Services\\irpkit");
     st = InitializationFunction(&b->drv, &registry);
     if (NT_SUCCESS(st)) {
+        io_ns_driver_entry_done(&b->drv); /* DO_DEVICE_INITIALIZING cleared, devices openable */
         io_registry_add(&b->drv);
         return st;
     }

@@ -121,7 +121,19 @@ typedef struct io_device_priv {
     volatile int32_t refs;         /* memory references: 1 from IoCreateDevice until IoDeleteDevice,
                                       + 1 per io_lookup_device_ref holder (an opening/open file) */
     void *vrf;                     /* verifier per-device state (src/verify owns it) */
+    /* May it be opened by name (IO_OPEN_*)? Read and written only under the namespace lock
+     * (src/io/namespace.c), never from DEVICE_OBJECT.Flags while its driver may write them. */
+    int32_t open_state;
 } io_device_priv;
+
+/* io_device_priv.open_state. */
+enum {
+    IO_OPEN_BY_FLAG = 0,     /* created outside DriverEntry: DO_DEVICE_INITIALIZING decides (the
+                                driver clears it), read under the namespace lock */
+    IO_OPEN_IN_DRIVER_ENTRY, /* created while its driver's DriverEntry runs: initializing until it
+                                returns, whatever the driver does to its flag meanwhile */
+    IO_OPEN_READY,           /* the flag is known clear: opens need not look at Flags again */
+};
 
 static inline io_device_priv *io_dev_priv(PDEVICE_OBJECT d)
 {
@@ -136,6 +148,9 @@ PDEVICE_OBJECT io_lookup_device(const wchar_t *path);
  * driver object) stay allocated until io_device_deref, even if the driver unloads and deletes
  * the device meanwhile (io_device_deleted then says so). NtCreateFile opens through this. */
 PDEVICE_OBJECT io_lookup_device_ref(const wchar_t *path);
+/* io_lookup_device_ref for an open by name: also says, decided under the namespace lock, whether
+ * the device is still initializing (NT refuses such opens; NtCreateFile: STATUS_NO_SUCH_DEVICE). */
+PDEVICE_OBJECT io_lookup_device_for_open(const wchar_t *path, bool *initializing);
 void io_device_deref(PDEVICE_OBJECT dev);
 /* IoDeleteDevice has run on dev (a referenced device whose name is gone). */
 static inline bool io_device_deleted(PDEVICE_OBJECT dev) { return plat_load32(&io_dev_priv(dev)->deleted) != 0; }
@@ -199,6 +214,9 @@ void io_call_startio(PDEVICE_OBJECT dev, PIRP irp);
 NTSTATUS io_ns_add_device(PDEVICE_OBJECT dev, PCUNICODE_STRING name, wchar_t *stored, size_t n);
 void io_ns_remove_device(const wchar_t *name);
 NTSTATUS io_ns_add_driver(PDRIVER_OBJECT drv);
+/* DriverEntry returned successfully: as the I/O manager does, clear DO_DEVICE_INITIALIZING on
+ * every device the driver has now, and let them be opened. On the thread that ran DriverEntry. */
+void io_ns_driver_entry_done(PDRIVER_OBJECT drv);
 void io_ns_remove_driver(PDRIVER_OBJECT drv);
 extern KSPIN_LOCK io_cancel_lock;
 

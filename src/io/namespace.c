@@ -14,6 +14,7 @@ typedef struct ns_entry {
     void *object;                /* device or driver object */
     wchar_t name[NS_NAME_MAX];   /* normalised full path */
     wchar_t target[NS_NAME_MAX]; /* links: the target path */
+    int in_entry;                /* drivers: DriverEntry has not returned yet (under ns_lock) */
 } ns_entry;
 
 static plat_lockword ns_lock;
@@ -49,12 +50,21 @@ static ns_entry *find_locked(const wchar_t *name, int kind)
     return NULL;
 }
 
+/* The namespace entry of a loaded driver object (ns_lock held). */
+static ns_entry *driver_entry_locked(PDRIVER_OBJECT drv)
+{
+    for (ns_entry *e = ns_head; e; e = e->next)
+        if (e->kind == NS_DRIVER && e->object == drv) return e;
+    return NULL;
+}
+
 static NTSTATUS insert(ns_kind kind, const wchar_t *name, void *object, const wchar_t *target)
 {
     ns_entry *e = plat_calloc(1, sizeof *e);
     if (!e) return STATUS_INSUFFICIENT_RESOURCES;
     e->kind = kind;
     e->object = object;
+    e->in_entry = kind == NS_DRIVER; /* io_ns_add_driver: its DriverEntry runs next */
     wcsncpy(e->name, name, NS_NAME_MAX - 1);
     if (target) wcsncpy(e->target, target, NS_NAME_MAX - 1);
     plat_lock_acquire(&ns_lock);
@@ -63,6 +73,11 @@ static NTSTATUS insert(ns_kind kind, const wchar_t *name, void *object, const wc
     if (!taken) {
         e->next = ns_head;
         ns_head = e;
+        if (kind == NS_DEVICE) { /* in the same hold: no open can see the name before this */
+            PDEVICE_OBJECT dev = object;
+            ns_entry *drv = driver_entry_locked(dev->DriverObject);
+            io_dev_priv(dev)->open_state = drv && drv->in_entry ? IO_OPEN_IN_DRIVER_ENTRY : IO_OPEN_BY_FLAG;
+        }
     }
     plat_lock_release(&ns_lock);
     if (taken) plat_free(e);
@@ -98,6 +113,22 @@ void io_ns_remove_device(const wchar_t *name)
 
 NTSTATUS io_ns_add_driver(PDRIVER_OBJECT drv) { return insert(NS_DRIVER, drv->DriverName.Buffer, drv, NULL); }
 
+void io_ns_driver_entry_done(PDRIVER_OBJECT drv)
+{
+    plat_lock_acquire(&ns_lock);
+    ns_entry *e = driver_entry_locked(drv);
+    if (e) e->in_entry = 0; /* devices created from now on are the driver's to clear */
+    /* The device list and the flags are the driver's, written by DriverEntry on this thread
+     * (IoCreateDevice: one driver's creations do not run concurrently); the open_state change
+     * is under ns_lock, where opens read it, so an open that sees READY also sees the flag
+     * cleared here. */
+    for (PDEVICE_OBJECT d = drv->DeviceObject; d; d = d->NextDevice) {
+        d->Flags &= ~DO_DEVICE_INITIALIZING;
+        io_dev_priv(d)->open_state = IO_OPEN_READY;
+    }
+    plat_lock_release(&ns_lock);
+}
+
 void io_ns_remove_driver(PDRIVER_OBJECT drv) { remove_entry(drv->DriverName.Buffer, NS_DRIVER); }
 
 NTSTATUS IoCreateSymbolicLink(PUNICODE_STRING SymbolicLinkName, PUNICODE_STRING DeviceName)
@@ -115,7 +146,7 @@ NTSTATUS IoDeleteSymbolicLink(PUNICODE_STRING SymbolicLinkName)
     return remove_entry(link, NS_LINK) ? STATUS_SUCCESS : STATUS_OBJECT_NAME_NOT_FOUND;
 }
 
-static PDEVICE_OBJECT lookup_device(const wchar_t *path, bool ref)
+static PDEVICE_OBJECT lookup_device(const wchar_t *path, bool ref, bool *initializing)
 {
     wchar_t name[NS_NAME_MAX];
     normalise(path, wcslen(path), name);
@@ -130,13 +161,31 @@ static PDEVICE_OBJECT lookup_device(const wchar_t *path, bool ref)
     /* Referenced before ns_lock is dropped: IoDeleteDevice unlinks the name under ns_lock before
      * it drops the device's creation reference, so a device still named here has refs >= 1. */
     if (dev && ref) plat_fetch_add32(&io_dev_priv(dev)->refs, 1);
+    if (dev && initializing) {
+        /* Decided here, under ns_lock, from state io writes under it: a device of a DriverEntry
+         * still running is initializing even if its driver cleared the flag meanwhile — Flags
+         * is not read while that driver may write it (a data race before). Outside DriverEntry
+         * the driver clears the flag (NT): it is read under ns_lock, which orders it after a
+         * clear the driver made before publishing the name it is opened by (its
+         * IoCreateSymbolicLink, or a later IoCreateDevice); once seen clear, never read again. */
+        io_device_priv *p = io_dev_priv(dev);
+        if (p->open_state == IO_OPEN_BY_FLAG && !(dev->Flags & DO_DEVICE_INITIALIZING))
+            p->open_state = IO_OPEN_READY;
+        *initializing = p->open_state != IO_OPEN_READY;
+    }
     plat_lock_release(&ns_lock);
     return dev;
 }
 
-PDEVICE_OBJECT io_lookup_device(const wchar_t *path) { return lookup_device(path, false); }
+PDEVICE_OBJECT io_lookup_device(const wchar_t *path) { return lookup_device(path, false, NULL); }
 
-PDEVICE_OBJECT io_lookup_device_ref(const wchar_t *path) { return lookup_device(path, true); }
+PDEVICE_OBJECT io_lookup_device_ref(const wchar_t *path) { return lookup_device(path, true, NULL); }
+
+PDEVICE_OBJECT io_lookup_device_for_open(const wchar_t *path, bool *initializing)
+{
+    *initializing = false;
+    return lookup_device(path, true, initializing);
+}
 
 PDRIVER_OBJECT io_lookup_driver(const wchar_t *name)
 {

@@ -303,9 +303,13 @@ static NTSTATUS create_file(PHANDLE handle, const create_args *a)
     name[chars] = 0;
     /* Referenced: a driver unloading meanwhile may delete the device, but its memory (and its
      * driver object's) stays until this open, or the file it makes, drops the reference. */
-    PDEVICE_OBJECT dev = io_lookup_device_ref(name);
+    bool initializing;
+    PDEVICE_OBJECT dev = io_lookup_device_for_open(name, &initializing);
     if (!dev) return STATUS_OBJECT_NAME_NOT_FOUND;
-    if (dev->Flags & DO_DEVICE_INITIALIZING) st = STATUS_NO_SUCH_DEVICE;
+    /* Decided by the lookup under the namespace lock: Flags is not read here while the creating
+     * driver may still clear DO_DEVICE_INITIALIZING. NT refuses the open (Microsoft documents
+     * that it fails, not the status); irpkit answers STATUS_NO_SUCH_DEVICE (docs/io.md). */
+    if (initializing) st = STATUS_NO_SUCH_DEVICE;
     else if (!claim_device(dev)) st = STATUS_ACCESS_DENIED; /* exclusive device already open */
     else if (io_device_deleted(dev)) st = STATUS_DELETE_PENDING; /* unloaded since the lookup */
     /* The deleted check is a courtesy, not the safety: an IoDeleteDevice right after it leaves

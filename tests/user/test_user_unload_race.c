@@ -52,8 +52,8 @@ static NTSTATUS race_entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
     PDEVICE_OBJECT dev;
     NTSTATUS st = IoCreateDevice(drv, 64, &name, FILE_DEVICE_UNKNOWN, 0, FALSE, &dev);
     if (!NT_SUCCESS(st)) return st;
-    /* Before the link the opener uses is published (the namespace lock orders this write before
-     * any lookup that finds the link): the flag is a plain field the open reads. */
+    /* Redundant in DriverEntry (io clears it when DriverEntry returns; opens before that fail
+     * with STATUS_NO_SUCH_DEVICE), kept as drivers write it. */
     dev->Flags &= ~DO_DEVICE_INITIALIZING;
     st = IoCreateSymbolicLink(&link, &name);
     if (!NT_SUCCESS(st)) IoDeleteDevice(dev);
