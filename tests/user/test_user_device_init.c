@@ -98,17 +98,30 @@ TEST(device_created_in_driver_entry_opens_once_it_returned)
 
 /* ------------------------------------------------------------------ clear racing an open */
 
-static KEVENT named, tried;
+/* Gates on plat_wait (futex words): unlike a KEVENT (the dispatcher lock) they add no lock
+ * the two threads share, so nothing but the gates orders their steps. */
+static volatile uint32_t named, tried;
 static NTSTATUS racing_status;
+
+static void gate_open(volatile uint32_t *g)
+{
+    plat_store32((volatile int32_t *)g, 1);
+    plat_wake(g, INT32_MAX);
+}
+
+static void gate_wait(volatile uint32_t *g)
+{
+    while (!plat_load32((volatile int32_t *)g)) plat_wait(g, 0, PLAT_FOREVER);
+}
 
 static void opener_thread(void *arg)
 {
     (void)arg;
-    KeWaitForSingleObject(&named, Executive, KernelMode, FALSE, NULL);
+    gate_wait(&named);
     HANDLE h = NULL;
     racing_status = u_open(L"\\Device\\UInit", GENERIC_READ | SYNCHRONIZE, 0, &h);
     if (NT_SUCCESS(racing_status)) NtClose(h);
-    KeSetEvent(&tried, IO_NO_INCREMENT, FALSE);
+    gate_open(&tried);
 }
 
 static NTSTATUS entry_clears_while_opened(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
@@ -121,9 +134,9 @@ static NTSTATUS entry_clears_while_opened(PDRIVER_OBJECT drv, PUNICODE_STRING re
     if (!NT_SUCCESS(st)) return st;
     /* The name is visible: let the opener go, and clear the flag with nothing ordering the
      * two (the event is set before the clear, waited for after the open). */
-    KeSetEvent(&named, IO_NO_INCREMENT, FALSE);
+    gate_open(&named);
     dev->Flags &= ~DO_DEVICE_INITIALIZING;
-    KeWaitForSingleObject(&tried, Executive, KernelMode, FALSE, NULL);
+    gate_wait(&tried);
     return STATUS_SUCCESS;
 }
 
@@ -132,8 +145,7 @@ TEST(open_during_driver_entry_fails_without_racing_the_flag)
     long handles = ob_open_handles();
     creates = 0;
     racing_status = STATUS_PENDING;
-    KeInitializeEvent(&named, NotificationEvent, FALSE);
-    KeInitializeEvent(&tried, NotificationEvent, FALSE);
+    named = tried = 0;
     plat_thread *t = plat_thread_start(opener_thread, NULL, "opener", 0);
     REQUIRE(t);
     PDRIVER_OBJECT drv = load(entry_clears_while_opened);
