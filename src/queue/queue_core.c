@@ -663,21 +663,6 @@ HOT static void count_final(irpk_queue *q, int32_t status)
         q->n_completed++;
 }
 
-/* Nothing a returning callback would have to do under the lock: no callback work pending,
- * nothing waiting to be dispatched, no stop/drain/purge, nobody waiting. Only then may a
- * callback end lock-free on a lease, and only otherwise are held leases poked. */
-static inline __attribute__((always_inline)) uintptr_t callback_work(const irpk_queue *q)
-{
-    /* One OR of everything that must be zero: this is on the per-request path. */
-    return (uintptr_t)q->notify_head | (uintptr_t)q->stop_head | (uintptr_t)q->done_head |
-           (uintptr_t)q->wm_pending | (uintptr_t)q->ready_pending | (uintptr_t)q->op |
-           (uintptr_t)q->n_waiting;
-}
-static inline __attribute__((always_inline)) bool quiet(const irpk_queue *q)
-{
-    return !callback_work(q) && !(q->queued && q->dispatch_on && q->cfg.mode != IRPK_QUEUE_MANUAL);
-}
-
 /* ------------------------------------------------------------------ leases (see queue_internal.h) */
 
 HOT static qlease *lease_grant(irpk_queue *q, enum lease_kind kind, qreq *r)
@@ -1036,21 +1021,8 @@ static bool run_loop(irpk_queue *q, bool may_leave)
 
 void flush(irpk_queue *q) { run_loop(q, false); }
 
-/* quiet(), or the only thing it saw is queued requests with no room to run them and no lease
- * whose holder could make room without the lock: then the loop would find nothing to do and
- * poke nobody (a submit to a busy SEQUENTIAL/PARALLEL queue, e.g. every IRP queued behind a
- * running one). A held lease needs the loop's poke: its holder's completion makes room. */
-static inline __attribute__((always_inline)) bool nothing_to_run(const irpk_queue *q)
+void q_leave_work(irpk_queue *q)
 {
-    return quiet(q) || (q->running_n >= q->limit && !q->lease_mask && !callback_work(q));
-}
-
-void q_leave(irpk_queue *q)
-{
-    if (nothing_to_run(q)) { /* nothing to run and nobody to poke: the common end of a call */
-        q_release(q);
-        return;
-    }
     for (;;) {
         if (run_loop(q, true)) return;
         /* Work left that a lease holder must come back for (or that we could not run because
@@ -1073,7 +1045,7 @@ void q_leave(irpk_queue *q)
  * settled. Anything else (a pin, a notification or stop pending, a waiter, a watermark, an
  * event log or in-order completion, being inside one of q's callbacks already, no free lease)
  * takes the general path: release + q_leave. */
-void release_and_leave(irpk_queue *q, qreq *r)
+HOT void release_and_leave(irpk_queue *q, qreq *r)
 {
     qframe **top = frame_top();
     bool direct = q->lease_ok && q->cfg.on_complete && !r->pins && !r->forwarded && quiet(q) &&
@@ -1276,35 +1248,52 @@ int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *ou
 /* The other per-request calls, here so the compiler can inline the helpers they share with
  * the submit path above. */
 
-int irpk_req_complete(irpk_queue *q, irpk_req_handle h, int32_t status)
+/* irpk_req_complete under the lock: an executor (manual owner, or a handler's request taken
+ * over from its lease) lets go of a RUNNING request. Out of line, so the in-frame completion
+ * in front of it stays a leaf that saves no registers. */
+static __attribute__((noinline)) int complete_locked(irpk_queue *q, irpk_req_handle h,
+                                                     int32_t status)
 {
-    if (!q) return IRPK_QE_INVAL;
-    /* From inside the request's own leased on_dispatch: decide it with one CAS on the lease,
-     * without the lock (q cannot be closed while one of its handlers runs). */
-    /* Dispatch leases exist only on lease_ok dispatching queues (dispatch_one and fast_submit
-     * never lease in MANUAL mode): elsewhere skip the thread-local frame lookup. cfg and
-     * lease_ok are immutable after create, so this test needs no lock. */
-    qframe *f = NULL;
-    if (q->lease_ok && q->cfg.mode != IRPK_QUEUE_MANUAL) {
-        f = *frame_top(); /* the innermost frame is q's when a handler completes its request */
-        if (f && f->q != q) f = frame_of(q);
-    }
-    if (f && f->lease && f->h == h) {
-        int rc = lease_complete(f, status);
-        if (rc != LEASE_FALLBACK) return rc;
-    }
     int rc = q_enter(q);
     if (rc) return rc;
-    qreq *r;
-    rc = executor_lookup(q, h, &r);
-    if (rc) {
-        q_leave(q);
-        return rc;
+    bool gone;
+    qreq *r = req_lookup(q, h, &gone);
+    /* executor_lookup's common answer inline: running, held by no handler's lease */
+    if (!r || r->state != RS_RUNNING || r->lease) {
+        if ((rc = executor_lookup(q, h, &r)) != 0) {
+            q_leave(q);
+            return rc;
+        }
     }
     stop_running(q, r); /* executor_release, with the completion delivered directly */
     rc = decide(r, status) ? 0 : IRPK_REQ_OVERRIDDEN;
     release_and_leave(q, r);
     return rc;
+}
+
+/* From inside the request's own leased on_dispatch: decide it with one CAS on the lease,
+ * without the lock (q cannot be closed while one of its handlers runs); otherwise the locked
+ * path. Out of line for the same reason as complete_locked. */
+static __attribute__((noinline)) int complete_in_frame(irpk_queue *q, irpk_req_handle h,
+                                                       int32_t status)
+{
+    qframe *f = *frame_top(); /* the innermost frame is q's when a handler completes its request */
+    if (f && f->q != q) f = frame_of(q);
+    if (f && f->lease && f->h == h) {
+        int rc = lease_complete(f, status);
+        if (rc != LEASE_FALLBACK) return rc;
+    }
+    return complete_locked(q, h, status);
+}
+
+int irpk_req_complete(irpk_queue *q, irpk_req_handle h, int32_t status)
+{
+    if (!q) return IRPK_QE_INVAL;
+    /* Dispatch leases exist only on lease_ok dispatching queues (dispatch_one and fast_submit
+     * never lease in MANUAL mode): elsewhere skip the thread-local frame lookup. cfg and
+     * lease_ok are immutable after create, so this test needs no lock. */
+    if (q->lease_ok && q->cfg.mode != IRPK_QUEUE_MANUAL) return complete_in_frame(q, h, status);
+    return complete_locked(q, h, status);
 }
 
 static int retrieve(irpk_queue *q, bool by_key, uint64_t key, irpk_req_handle *out)

@@ -220,6 +220,9 @@ struct irpk_queue {
     bool lease_ok;       /* the configuration allows dispatch leases (no log, no in-order) */
     bool plain;          /* lease_ok, no watermarks, no lanes, no aging: pend_insert/remove's short
                             path (the general one gives the same result) */
+    bool lean;           /* plain MANUAL queue with on_complete and no depth bound: submit, cancel
+                            of a queued request, retrieve and complete take the lean path
+                            (queue_core.c) while nothing unusual is going on */
     bool timed;          /* read the clock per submit (config.timed or aging) */
     bool age_is_fifo;    /* FIFO order without lanes: q->fifo is oldest-first (a requeue to the
                             head is the oldest again in both), so q->age is not kept */
@@ -370,14 +373,27 @@ static inline void q_release(irpk_queue *q)
 
 /* Take q's lock and settle the leases that returned meanwhile. Every lock acquisition of the
  * queue goes through here (or q_enter), so a returned lease is never overlooked. */
-static inline void q_lock(irpk_queue *q)
+static inline __attribute__((always_inline)) void q_lock(irpk_queue *q)
 {
     q_acquire(q);
-    if (q->lease_mask) leases_settle_returned(q);
+    if (!q->lease_mask) return;
+    /* The common case inline: the one completion lease the last direct delivery left (a cancel
+     * of a queued request, a completion of a retrieved one) has returned. Exactly L_RET: its
+     * holder's CAS wrote that and nothing else (a poke after it settles under the lock). */
+    qlease *l = &q->leases[0];
+    if (q->lease_mask == 1 && plat_load32(&l->w) == L_RET && l->kind == LK_COMPLETE) {
+        slot_free(q, l->r); /* the callback has returned: the handle may go stale */
+        q->lease_mask = 0;
+        l->r = NULL;
+        l->w = 0; /* plain: the holder has left */
+        q->cb_active--;
+        return;
+    }
+    leases_settle_returned(q);
 }
 /* Lock q and check it is usable; returns 0 with the lock held or an error without it. Inline:
  * every API call starts here. */
-static inline int q_enter(irpk_queue *q)
+static inline __attribute__((always_inline)) int q_enter(irpk_queue *q)
 {
     if (!q) return IRPK_QE_INVAL;
     q_lock(q);
@@ -387,7 +403,38 @@ static inline int q_enter(irpk_queue *q)
     }
     return 0;
 }
-/* Run the dispatch loop (its last callback may end lock-free on a lease) and release the lock. */
-void q_leave(irpk_queue *q);
+/* Nothing a returning callback would have to do under the lock: no callback work pending,
+ * nothing waiting to be dispatched, no stop/drain/purge, nobody waiting. Only then may a
+ * callback end lock-free on a lease, and only otherwise are held leases poked. */
+static inline __attribute__((always_inline)) uintptr_t callback_work(const irpk_queue *q)
+{
+    /* One OR of everything that must be zero: this is on the per-request path. */
+    return (uintptr_t)q->notify_head | (uintptr_t)q->stop_head | (uintptr_t)q->done_head |
+           (uintptr_t)q->wm_pending | (uintptr_t)q->ready_pending | (uintptr_t)q->op |
+           (uintptr_t)q->n_waiting;
+}
+static inline __attribute__((always_inline)) bool quiet(const irpk_queue *q)
+{
+    return !callback_work(q) && !(q->queued && q->dispatch_on && q->cfg.mode != IRPK_QUEUE_MANUAL);
+}
+/* quiet(), or the only thing it saw is queued requests with no room to run them and no lease
+ * whose holder could make room without the lock: then the loop would find nothing to do and
+ * poke nobody (a submit to a busy SEQUENTIAL/PARALLEL queue, e.g. every IRP queued behind a
+ * running one). A held lease needs the loop's poke: its holder's completion makes room. */
+static inline __attribute__((always_inline)) bool nothing_to_run(const irpk_queue *q)
+{
+    return quiet(q) || (q->running_n >= q->limit && !q->lease_mask && !callback_work(q));
+}
+/* q_leave when there is something to run or someone to poke. */
+void q_leave_work(irpk_queue *q);
+/* Run the dispatch loop (its last callback may end lock-free on a lease) and release the lock.
+ * Inline: the common end of every call is the plain release. */
+static inline __attribute__((always_inline)) void q_leave(irpk_queue *q)
+{
+    if (nothing_to_run(q))
+        q_release(q);
+    else
+        q_leave_work(q);
+}
 
 #endif
