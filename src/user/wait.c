@@ -83,6 +83,9 @@ static void remaining(int64_t deadline, LARGE_INTEGER *rel)
     rel->QuadPart = left > 0 ? -(left + 99) / 100 : 0;
 }
 
+/* An alertable wait in NT order: the objects first — a wait they satisfy at once returns their
+ * status and leaves queued APCs and a pending alert for later; only a wait that would block
+ * delivers those (user_apc_deliver: the alert first), with a zero timeout too. */
 NTSTATUS user_wait(ULONG count, PVOID objects[], WAIT_TYPE type, BOOLEAN alertable, PLARGE_INTEGER timeout)
 {
     KWAIT_BLOCK blocks[MAXIMUM_WAIT_OBJECTS + 1];
@@ -91,8 +94,15 @@ NTSTATUS user_wait(ULONG count, PVOID objects[], WAIT_TYPE type, BOOLEAN alertab
     PETHREAD self = PsGetCurrentThread();
     int64_t deadline = ke_timeout_to_deadline(timeout);
     PVOID objs[MAXIMUM_WAIT_OBJECTS + 1];
+    LARGE_INTEGER poll = {.QuadPart = 0};
     for (;;) {
-        NTSTATUS st = user_apc_deliver(self);
+        NTSTATUS st;
+        /* Test and delivery are two steps, not one under the dispatcher lock: an object signalled
+         * or an APC queued between them is the same as one arriving just after the other. */
+        if (count && (st = KeWaitForMultipleObjects(count, objects, type, UserRequest, UserMode, TRUE, &poll,
+                                                    blocks)) != STATUS_TIMEOUT)
+            return st;
+        st = user_apc_deliver(self);
         if (st != STATUS_SUCCESS) return st;
         LARGE_INTEGER rel, *tmo = NULL;
         if (deadline != PLAT_FOREVER) remaining(deadline, tmo = &rel);
@@ -103,7 +113,8 @@ NTSTATUS user_wait(ULONG count, PVOID objects[], WAIT_TYPE type, BOOLEAN alertab
         objs[count] = &self->User.ApcEvent;
         st = KeWaitForMultipleObjects(count + 1, objs, WaitAny, UserRequest, UserMode, TRUE, tmo, blocks);
         if (st != (NTSTATUS)(STATUS_WAIT_0 + count)) return st;
-        /* The APC event: deliver on the next turn (a stale signal just waits again). */
+        /* The APC event: the next turn tests the objects, then delivers (a stale signal just
+         * waits again). */
     }
 }
 

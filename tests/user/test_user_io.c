@@ -171,6 +171,7 @@ static void apc_issuer(void *arg)
     plat_store32(&p->issued, 1);
     p->nonalertable_wait = NtWaitForSingleObject(p->ev, FALSE, NULL);
     p->apcs_before_alertable_wait = p->apc_calls;
+    NtClearEvent(p->ev); /* signalled, the event would satisfy the wait and the APC stay queued */
     p->alertable_wait = NtWaitForSingleObject(p->ev, TRUE, NULL);
 }
 
