@@ -283,28 +283,34 @@ HOT static void watermark_check(irpk_queue *q)
     }
 }
 
-/* Keyed pending requests: a sorted array while there are few — at small depths a short linear
- * scan over keys stored inline beats a tree's pointer chasing and rotations — and the treap
- * once more than SMALL_MAX wait (back to the array when the treap empties). Both order by
- * (key, seq), so the switch changes no outcome. */
-static bool small_after(const qsmall *e, uint64_t key, uint64_t seq)
+/* Keyed pending requests: an unordered array while there are few — at small depths one scan
+ * over keys stored inline beats a tree's pointer chasing and rotations, and keeping the array
+ * unordered makes insert and remove O(1) (an append, a swap with the last), so a request costs
+ * one scan, at the pick — and the treap once more than SMALL_MAX wait (back to the array when
+ * the treap empties). Both order by (key, seq), so the switch changes no outcome. */
+
+/* The array's answer to "first in (key, seq) order with key >= from, wrapping to the first of
+ * all": the least (key - from) mod 2^64 — keys below from wrap past every key at or above it,
+ * and keep their order — with seq, read from the request, deciding equal keys. One scan;
+ * from = 0 gives the first of all. */
+static inline unsigned small_pick(const irpk_queue *q, uint64_t from)
 {
-    return e->key > key || (e->key == key && e->r->tn.seq > seq);
+    const qsmall *s = q->small;
+    unsigned n = q->n_small, m = 0;
+    uint64_t best = s[0].key - from;
+    for (unsigned i = 1; i < n; i++) {
+        uint64_t d = s[i].key - from;
+        if (d > best || (d == best && s[i].r->tn.seq > s[m].r->tn.seq)) continue;
+        best = d;
+        m = i;
+    }
+    return m;
 }
 
-/* newest: r has the largest seq of all (a plain submission, not a requeue to the head), so
- * "after r" is "key greater" and the scan compares keys only. */
-HOT static void keyed_insert(irpk_queue *q, qreq *r, bool newest)
+HOT static void keyed_insert(irpk_queue *q, qreq *r)
 {
     if (!q->tree && q->n_small < SMALL_MAX) {
-        unsigned i = q->n_small++;
-        uint64_t key = r->tn.key;
-        if (newest)
-            for (; i > 0 && q->small[i - 1].key > key; i--) q->small[i] = q->small[i - 1];
-        else
-            for (; i > 0 && small_after(&q->small[i - 1], key, r->tn.seq); i--)
-                q->small[i] = q->small[i - 1]; /* insertion sort step, from the back */
-        q->small[i] = (qsmall){key, r};
+        q->small[q->n_small++] = (qsmall){r->tn.key, r};
         return;
     }
     if (!q->tree) { /* the array is full: everything moves to the treap */
@@ -324,10 +330,10 @@ HOT static void keyed_remove(irpk_queue *q, qreq *r)
         tn_remove(&q->tree, &r->tn);
         return;
     }
-    unsigned i = q->small_hint; /* where pend_pick_key found it, usually */
+    unsigned i = q->small_hint; /* where the last pick found it, usually */
     if (i >= q->n_small || q->small[i].r != r)
         for (i = 0; q->small[i].r != r;) i++; /* r is queued: it is in the array */
-    for (q->n_small--; i < q->n_small; i++) q->small[i] = q->small[i + 1];
+    q->small[i] = q->small[--q->n_small]; /* unordered: the last entry fills the hole */
 }
 
 HOT void pend_insert(irpk_queue *q, qreq *r, bool head)
@@ -338,7 +344,7 @@ HOT void pend_insert(irpk_queue *q, qreq *r, bool head)
         } else {
             r->tn.key = r->key; /* plain: no aging */
             r->tn.seq = ++q->seq;
-            keyed_insert(q, r, true);
+            keyed_insert(q, r);
             ql_push_back(&q->age, &r->age);
         }
         if (q->queued++ == 0 && q->cfg.mode == IRPK_QUEUE_MANUAL && q->dispatch_on && q->cfg.on_ready)
@@ -362,7 +368,7 @@ HOT void pend_insert(irpk_queue *q, qreq *r, bool head)
             r->tn.key = effective_key(q, r);
             r->tn.seq = ++q->seq;
         } /* head: keep the original (key, seq), i.e. its place before later equal keys */
-        keyed_insert(q, r, !head);
+        keyed_insert(q, r);
     }
     if (q->age_is_fifo) {
         /* the FIFO list is the age order */
@@ -418,7 +424,7 @@ qreq *pend_pick(irpk_queue *q)
     case IRPK_ORDER_ELEVATOR:
         return pend_pick_key(q, q->cursor);
     default:
-        if (!q->tree) return q->n_small ? q->small[q->small_hint = 0].r : NULL;
+        if (!q->tree) return q->n_small ? q->small[q->small_hint = small_pick(q, 0)].r : NULL;
         return QL_ENTRY(tn_min(q->tree), qreq, tn);
     }
 }
@@ -427,10 +433,7 @@ HOT qreq *pend_pick_key(irpk_queue *q, uint64_t key)
 {
     if (!q->tree) {
         if (!q->n_small) return NULL;
-        unsigned i = 0;
-        while (i < q->n_small && q->small[i].key < key) i++;
-        q->small_hint = i < q->n_small ? i : 0; /* wrap: the C-SCAN sweep restarts */
-        return q->small[q->small_hint].r;
+        return q->small[q->small_hint = small_pick(q, key)].r; /* wraps: the C-SCAN sweep restarts */
     }
     tnode *n = tn_lower_bound(q->tree, key);
     if (!n) n = tn_min(q->tree); /* wrap to the smallest key: the C-SCAN sweep restarts */
@@ -455,7 +458,7 @@ void tree_rekey(irpk_queue *q, qreq *r, uint64_t key)
     r->key = key;
     r->tn.key = effective_key(q, r);
     r->tn.seq = ++q->seq;
-    keyed_insert(q, r, true);
+    keyed_insert(q, r);
 }
 
 HOT void stop_running(irpk_queue *q, qreq *r)

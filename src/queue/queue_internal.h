@@ -109,7 +109,7 @@ struct qowner {
 enum queue_op { OP_NONE = 0, OP_STOP, OP_DRAIN, OP_PURGE };
 
 /* Keyed orders at small depth: the key kept inline next to the request (its seq, needed only
- * to order equal keys, is read from the request). 16 bytes: a shift moves one vector. */
+ * to order equal keys, is read from the request), in no particular order (see keyed_insert). */
 typedef struct qsmall {
     uint64_t key;
     qreq *r;
@@ -167,7 +167,7 @@ typedef struct qframe {
     bool deliver;  /* ... and no cancel notification was pending: deliver it after the handler */
 } qframe;
 
-#define SMALL_MAX 16u /* keyed orders: a sorted array up to this depth */
+#define SMALL_MAX 16u /* keyed orders: an unordered array up to this depth */
 #define SLOT_CHUNK 1024u
 #define SLOT_MAX (1u << 24) /* handle = generation << 24 | slot index */
 #define NO_SLOT UINT32_MAX
@@ -187,7 +187,7 @@ struct irpk_queue {
     uint32_t nchunks, dir_cap, free_head;
 
     /* pending requests: exactly one of these structures is used, by mode/order (keyed orders:
-     * the small sorted array while the treap is empty, see keyed_insert) */
+     * the small unordered array while the treap is empty, see keyed_insert) */
     qlink fifo;
     tnode *tree;
     qsmall small[SMALL_MAX];
