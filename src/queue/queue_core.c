@@ -1051,8 +1051,11 @@ void q_leave_work(irpk_queue *q)
 HOT void release_and_leave(irpk_queue *q, qreq *r)
 {
     qframe **top = frame_top();
-    bool direct = q->lease_ok && q->cfg.on_complete && !r->pins && !r->forwarded && quiet(q) &&
-                  q->lease_mask != (1u << LEASE_MAX) - 1;
+    /* nothing_to_run, not quiet: requests queued behind a running one that has no lease (no
+     * room, nobody to poke) leave the loop nothing but r's completion either — a cancel of
+     * one of several IRPs queued behind the one the device holds. */
+    bool direct = q->lease_ok && q->cfg.on_complete && !r->pins && !r->forwarded &&
+                  nothing_to_run(q) && q->lease_mask != (1u << LEASE_MAX) - 1;
     for (const qframe *f = *top; direct && f; f = f->up)
         direct = f->q != q; /* inside q's own callback: the outer loop delivers it (no nesting) */
     if (!direct) {

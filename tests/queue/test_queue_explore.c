@@ -182,6 +182,68 @@ static void direct_delivery_vs_close(void *arg)
     irpk_queue_free(X.q);
 }
 
+/* Direct delivery behind a running request (release_and_leave with nothing_to_run): a
+ * SEQUENTIAL queue whose handler keeps its request running (hand_off), A running and B, C
+ * queued behind it. One thread cancels C — while A or B holds the only slot and no lease is
+ * held nothing else can run, so C's completion is delivered directly — while another completes
+ * A (which must dispatch B) and a third submits D behind them. Every request ends exactly once
+ * with its own status, B and D are dispatched in order, and close waits for everything. */
+static int busy_status[4], busy_done[4], busy_in_cb;
+static irpk_req_handle busy_h[4];
+static void busy_complete(irpk_queue *q, irpk_req_handle h, int32_t status, void *r, void *c)
+{
+    (void)q, (void)h, (void)c;
+    busy_in_cb = 1;
+    plat_yield();
+    int i = (int)(intptr_t)r;
+    busy_done[i]++;
+    busy_status[i] = status;
+    busy_in_cb = 0;
+}
+static void b_cancel(void *a) { (void)a, X.cancel_rc = irpk_req_cancel(X.q, busy_h[2]); }
+static void b_complete_running(void *a) { (void)a, X.complete_rc = irpk_req_complete(X.q, busy_h[0], 7); }
+static void b_submit(void *a)
+{
+    (void)a;
+    irpk_req_opts o = {(void *)(intptr_t)3, 0, 0, 0};
+    expect(irpk_queue_submit(X.q, &o, &busy_h[3]) == 0, "submit D failed");
+}
+
+static void busy_cancel_race(void *arg)
+{
+    (void)arg;
+    memset(&X, 0, sizeof X);
+    memset(busy_status, 0, sizeof busy_status);
+    memset(busy_done, 0, sizeof busy_done);
+    busy_in_cb = 0;
+    handed = 0;
+    irpk_queue_config c;
+    irpk_queue_config_init(&c);
+    c.mode = IRPK_QUEUE_SEQUENTIAL;
+    c.on_dispatch = hand_off;
+    c.on_complete = busy_complete;
+    expect(irpk_queue_create(&c, &X.q) == 0, "create failed");
+    for (int i = 0; i < 3; i++) {
+        irpk_req_opts o = {(void *)(intptr_t)i, 0, 0, 0};
+        expect(irpk_queue_submit(X.q, &o, &busy_h[i]) == 0, "submit failed");
+    }
+    expect(handed == busy_h[0], "A not dispatched");
+    run3(b_cancel, b_complete_running, b_submit);
+    expect(X.cancel_rc == IRPK_CANCEL_REMOVED, "C was queued behind B: the cancel must remove it");
+    expect(X.complete_rc == 0, "completing the running A failed");
+    expect(busy_done[0] == 1 && busy_status[0] == 7, "A not completed once with its status");
+    expect(busy_done[2] == 1 && busy_status[2] == IRPK_QS_CANCELLED, "C not cancelled once");
+    expect(handed == busy_h[1], "A's completion did not dispatch B");
+    expect(irpk_req_complete(X.q, busy_h[1], 8) == 0, "completing B failed");
+    expect(handed == busy_h[3], "B's completion did not dispatch D");
+    expect(irpk_req_complete(X.q, busy_h[3], 9) == 0, "completing D failed");
+    expect(irpk_queue_close(X.q) == 0, "close failed");
+    expect(!busy_in_cb, "callback running after close returned");
+    for (int i = 0; i < 4; i++) expect(busy_done[i] == 1, "a request did not complete exactly once");
+    expect(busy_status[1] == 8 && busy_status[3] == 9, "B or D completed with the wrong status");
+    irpk_queue_free(X.q);
+}
+
 static int choose_random(void *ctx, const plat_explore_decision *d)
 {
     return (int)(irpk_test_rand(ctx) % d->n);
@@ -223,6 +285,11 @@ TEST(explore_stop_sync_and_close_are_lifetime_barriers)
 TEST(explore_direct_delivery_and_close)
 {
     explore(direct_delivery_vs_close, irpk_test_scale(3000));
+}
+
+TEST(explore_cancel_behind_a_running_request_and_its_completion)
+{
+    explore(busy_cancel_race, irpk_test_scale(3000));
 }
 
 /* ------------------------------------------------------------------ dispatch leases
