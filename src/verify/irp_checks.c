@@ -228,6 +228,29 @@ static void report_spinlock_safe(PIRP irp)
                "IoCompleteRequest on IRP#%u while holding %s.", io_irp_id(irp), held);
 }
 
+/* The routine of frame f completed d's current IRP, writing `state` (done + finishing): keep d
+ * until the frame is popped. One device per frame: a routine that finishes a second device's
+ * current IRP gives up the first mark (its stall, if any, is then visible at once). */
+static void finishing_begin(vrf_frame *f, vrf_device *d, int64_t state)
+{
+    if (f->finishing) vrf_finishing_end(f);
+    /* d is alive here: its IRP is being completed, and the device is deleted only after. */
+    vrf_add32(&d->refs, 1);
+    f->finishing = d;
+    f->finishing_state = state;
+}
+
+void vrf_finishing_end(vrf_frame *f)
+{
+    vrf_device *d = f->finishing;
+    f->finishing = NULL;
+    /* Compare-exchange against the exact word this routine wrote: if an IoStartNextPacket changed
+     * the current IRP meanwhile (a new generation), that newer state is left alone; the
+     * generation never repeats a word, so a stale mark cannot clear a newer one. */
+    vrf_cas64(&d->cur_state, f->finishing_state, f->finishing_state & ~VRF_CUR_FINISHING);
+    vrf_device_drop(d);
+}
+
 bool vrf_complete(PIRP irp)
 {
     int8_t loc = irp->CurrentLocation;
@@ -282,6 +305,8 @@ bool vrf_complete(PIRP irp)
     }
     /* What the dispatch routines on this thread did with it (for their return checks). */
     vrf_thread *v = plat_self()->ext[PLAT_EXT_VERIFY];
+    /* The driver routine this completion comes from (innermost frame), if any. */
+    vrf_frame *routine = v && v->depth > 0 ? &v->frames[v->depth - 1] : NULL;
     for (int i = v ? v->depth - 1 : -1; i >= 0; i--)
         if (v->frames[i].kind == VRF_IN_DISPATCH && v->frames[i].irp == irp) {
             v->frames[i].flags |= VRF_F_COMPLETED;
@@ -301,8 +326,12 @@ bool vrf_complete(PIRP irp)
                                                            !(st_now & VRF_CUR_DONE);) {
         vrf_completion_seam_fn seam = (vrf_completion_seam_fn)(uintptr_t)vrf_load_ptr(&completion_seam);
         if (seam) seam(irp);
-        int64_t seen = vrf_cas64(&d->cur_state, st_now, st_now | VRF_CUR_DONE);
+        /* From inside a driver routine: "finishing" until it returns (it may start the next
+         * packet after this completion, like a cancel routine or a DPC for the current IRP). */
+        int64_t done = st_now | VRF_CUR_DONE | (routine ? VRF_CUR_FINISHING : 0);
+        int64_t seen = vrf_cas64(&d->cur_state, st_now, done);
         if (seen == st_now) {
+            if (routine) finishing_begin(routine, d, done);
             if (!vrf_load32(&vrf_watchdog_running)) vrf_watchdog_poke();
             break;
         }
@@ -413,7 +442,8 @@ static PIRP swap_current(vrf_device *d, PIRP irp)
      * old IRP either landed before (and is replaced) or fails its own compare-exchange. */
     int64_t next = (int64_t)io_irp_id(irp);
     for (int64_t cur = vrf_load64(&d->cur_state), seen;; cur = seen) {
-        int64_t want = ((cur & ~(VRF_CUR_GEN - 1)) + VRF_CUR_GEN) | next; /* generation wraps: fine */
+        /* (Clears done and finishing. Unsigned: the generation wraps, which is fine.) */
+        int64_t want = (int64_t)((uint64_t)(cur & ~(VRF_CUR_GEN - 1)) + (uint64_t)VRF_CUR_GEN) | next;
         if ((seen = vrf_cas64(&d->cur_state, cur, want)) == cur) break;
     }
     return old != irp ? old : NULL;

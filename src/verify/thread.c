@@ -12,6 +12,10 @@ static void vrf_thread_exit(plat_thread *t)
 {
     vrf_thread *v = t->ext[PLAT_EXT_VERIFY];
     t->ext[PLAT_EXT_VERIFY] = NULL;
+    /* A thread that ends inside a routine (pthread_exit natively) has returned from it for the
+     * stall check. Not in explore mode: an abandoned fiber's devices went with its execution. */
+    for (int i = v && !vrf_exploring() ? v->depth - 1 : -1; i >= 0; i--)
+        if (v->frames[i].finishing) vrf_finishing_end(&v->frames[i]);
     plat_free(v);
 }
 
@@ -69,7 +73,10 @@ void vrf_pop(int index)
     }
     /* Frames are strictly nested (the runtime pushes and pops around each call), so index is
      * the innermost one; anything above it would be a runtime bug. */
-    if (index >= 0 && index < v->depth) v->depth = index;
+    if (index < 0 || index >= v->depth) return;
+    for (int i = v->depth - 1; i >= index; i--)
+        if (v->frames[i].finishing) vrf_finishing_end(&v->frames[i]);
+    v->depth = index;
 }
 
 vrf_frame *vrf_find_frame(PIRP irp, uint8_t kind)

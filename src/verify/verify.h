@@ -58,6 +58,11 @@ typedef struct vrf_frame {
     const void *routine;
     PDEVICE_OBJECT dev;
     PIRP irp;
+    /* The device whose current IRP this routine completed (a counted reference), and the
+     * cur_state word it wrote (done + VRF_CUR_FINISHING): the routine may still call
+     * IoStartNextPacket. Its pop clears the bit (vrf_finishing_end). NULL: none. */
+    struct vrf_device *finishing;
+    int64_t finishing_state;
 } vrf_frame;
 
 typedef struct vrf_thread {
@@ -81,6 +86,9 @@ vrf_frame *vrf_frame_at(int index);
 void vrf_pop(int index);
 /* Innermost frame of this thread for irp (any kind when kind == VRF_IN_NONE), or NULL. */
 vrf_frame *vrf_find_frame(PIRP irp, uint8_t kind);
+/* A frame that completed a device's current IRP is popped: the routine has returned, so it will
+ * not start the next packet any more (clears VRF_CUR_FINISHING unless the state moved on). */
+void vrf_finishing_end(vrf_frame *f);
 
 /* ---- routine contexts: (kind, routine) interned to a small index for the history */
 int32_t vrf_ctx_intern(uint8_t kind, const void *routine);
@@ -96,12 +104,17 @@ const char *vrf_symbol(const void *addr, char *buf, size_t n);
 typedef struct vrf_device {
     PDEVICE_OBJECT dev;
     struct vrf_device *next;
+    /* The registry's reference (until IoDeleteDevice) and one per routine frame that still
+     * marks its state as finishing (vrf_frame.finishing): a routine may delete the device before
+     * it returns, and its pop then still clears the bit in this memory. vrf_device_drop. */
+    volatile int32_t refs;
     volatile int32_t startio_active; /* StartIo calls running for this device (all threads) */
     /* The StartIo state the stall check reads, in one word so that a completion and a change of
      * current IRP can never overwrite each other (VRF_CUR_*): the id of the IRP last handed to
-     * StartIo (0 after IoStartNextPacket), whether it was completed since, and a generation
-     * bumped at every change of current IRP (the watchdog's "no progress" test). Completion
-     * sets the done bit by compare-exchange only while the word still names its IRP. */
+     * StartIo (0 after IoStartNextPacket), whether it was completed since (and whether the
+     * routine that completed it is still running), and a generation bumped at every change of
+     * current IRP (the watchdog's "no progress" test). Completion sets the done bit by
+     * compare-exchange only while the word still names its IRP. */
     volatile int64_t cur_state;
     PIRP volatile current;           /* IRP last handed to StartIo (NULL after IoStartNextPacket);
                                         for reports (its history), not for the stall decision */
@@ -116,7 +129,10 @@ typedef struct vrf_device {
 } vrf_device;
 
 #define VRF_CUR_DONE ((int64_t)1 << 32)
-#define VRF_CUR_GEN ((int64_t)1 << 33)
+/* With DONE: the completion came from a driver routine that is still running (a cancel routine,
+ * a DPC, …) and may yet call IoStartNextPacket — not a stall until it returns. */
+#define VRF_CUR_FINISHING ((int64_t)1 << 33)
+#define VRF_CUR_GEN ((int64_t)1 << 34)
 static inline uint32_t vrf_cur_id(int64_t s) { return (uint32_t)s; }
 /* The completed IRP's id when the word says "current IRP completed", else 0. */
 static inline uint32_t vrf_cur_done_id(int64_t s) { return (s & VRF_CUR_DONE) ? vrf_cur_id(s) : 0; }
@@ -131,6 +147,8 @@ static inline vrf_device *vrf_dev_of(PDEVICE_OBJECT dev)
 {
     return dev ? (vrf_device *)io_dev_priv(dev)->vrf : NULL;
 }
+/* Drop a reference on the device state (the last one frees it). */
+void vrf_device_drop(vrf_device *d);
 
 /* ---- checks with state shared between files */
 /* Check one device for the "IoStartNextPacket missing" stall; persist_ns > 0 requires the

@@ -71,6 +71,7 @@ void vrf_device_created(PDEVICE_OBJECT dev)
     vrf_device *d = plat_calloc(1, sizeof *d);
     if (!d) return; /* the device simply goes unwatched */
     d->dev = dev;
+    d->refs = 1; /* the registry's: dropped by vrf_device_deleting */
     vrf_lock(&devices_lock);
     d->next = devices;
     devices = d;
@@ -121,7 +122,14 @@ void vrf_device_deleting(PDEVICE_OBJECT dev)
     io_dev_priv(dev)->vrf = NULL;
     PIRP current = (PIRP)vrf_load_ptr((void *const volatile *)&d->current);
     if (current) vrf_irp_drop(current);
-    plat_free(d);
+    /* A routine still running that completed the current IRP keeps d until it returns (its pop
+     * writes cur_state); nothing else can reach d now: it left the registry and the device. */
+    vrf_device_drop(d);
+}
+
+void vrf_device_drop(vrf_device *d)
+{
+    if (vrf_add32(&d->refs, -1) == 1) plat_free(d);
 }
 
 /* ---- queue stalls */
@@ -145,7 +153,11 @@ int vrf_check_device_stall(vrf_device *d, int64_t persist_ns)
 {
     int64_t state = vrf_load64(&d->cur_state); /* one word: id, completed, generation */
     uint32_t done = vrf_cur_done_id(state);
-    if (!done || vrf_load32(&d->startio_active)) {
+    /* FINISHING: the routine that completed the current IRP (a cancel routine, a DPC) has not
+     * returned yet and may still call IoStartNextPacket — the window between its
+     * IoCompleteRequest and IoStartNextPacket is no stall. Its return clears the bit, and the
+     * next check sees the stall if it did not start the next packet. */
+    if (!done || (state & VRF_CUR_FINISHING) || vrf_load32(&d->startio_active)) {
         d->stall_since = 0;
         return 0;
     }
