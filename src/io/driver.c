@@ -107,7 +107,10 @@ static int report_leftovers(PDRIVER_OBJECT drv)
     return problems;
 }
 
-int io_unload_driver(PDRIVER_OBJECT driver)
+/* The unload itself. Run by exactly one thread: the one io_ns_request_unload or io_ns_drop_open
+ * told to (its namespace-lock decision), when no open references a device of the driver and
+ * none can take one any more — so DriverUnload never runs beside an open in progress. */
+static int unload_now(PDRIVER_OBJECT driver)
 {
     if (vrf_on()) vrf_driver_unloading(driver); /* a stalled queue explains the leftovers */
     if (driver->DriverUnload) driver->DriverUnload(driver);
@@ -124,6 +127,21 @@ int io_unload_driver(PDRIVER_OBJECT driver)
         driver_deref(driver); /* freed now, or by the last referenced device of it */
     }
     return problems;
+}
+
+int io_unload_driver(PDRIVER_OBJECT driver)
+{
+    /* Open files on its devices: NT defers the unload ("Unload Pending") to the last close. */
+    return io_ns_request_unload(driver) ? unload_now(driver) : 0;
+}
+
+void io_device_open_release(PDEVICE_OBJECT dev)
+{
+    PDRIVER_OBJECT drv = dev->DriverObject; /* alive: our memory reference holds the device block */
+    /* Called with no lock held (file_delete, a failed open), so DriverUnload may run here. */
+    if (io_ns_drop_open(dev)) unload_now(drv);
+    /* After the unload: the reference kept dev (and through it drv) allocated across it. */
+    io_device_deref(dev);
 }
 
 /* ---- devices */

@@ -146,19 +146,32 @@ static inline io_device_priv *io_dev_priv(PDEVICE_OBJECT d)
 PDEVICE_OBJECT io_lookup_device(const wchar_t *path);
 /* The same, with a memory reference taken under the namespace lock: the device object (and its
  * driver object) stay allocated until io_device_deref, even if the driver unloads and deletes
- * the device meanwhile (io_device_deleted then says so). NtCreateFile opens through this. */
+ * the device meanwhile (io_device_deleted then says so). */
 PDEVICE_OBJECT io_lookup_device_ref(const wchar_t *path);
-/* io_lookup_device_ref for an open by name: also says, decided under the namespace lock, whether
- * the device is still initializing (NT refuses such opens; NtCreateFile: STATUS_NO_SUCH_DEVICE). */
-PDEVICE_OBJECT io_lookup_device_for_open(const wchar_t *path, bool *initializing);
+/* An open by name (NtCreateFile): in one namespace-lock hold, resolve the path and take an open
+ * reference (DEVICE_OBJECT.ReferenceCount, which keeps the driver loaded) and a memory reference
+ * (io_lookup_device_ref's). Fails, taking nothing, with STATUS_OBJECT_NAME_NOT_FOUND, with
+ * STATUS_NO_SUCH_DEVICE when the device is still initializing or its driver's unload is
+ * pending, or with STATUS_ACCESS_DENIED when the device is exclusive and already open. */
+NTSTATUS io_open_device_ref(const wchar_t *path, PDEVICE_OBJECT *out);
+/* Drop what io_open_device_ref took. The last open reference of a driver whose unload is
+ * pending runs the unload (DriverUnload …) here, on this thread: PASSIVE_LEVEL, no lock held. */
+void io_device_open_release(PDEVICE_OBJECT dev);
 void io_device_deref(PDEVICE_OBJECT dev);
 /* IoDeleteDevice has run on dev (a referenced device whose name is gone). */
 static inline bool io_device_deleted(PDEVICE_OBJECT dev) { return plat_load32(&io_dev_priv(dev)->deleted) != 0; }
 /* The driver object registered as "\Driver\<name>" (name without the prefix works too). */
 PDRIVER_OBJECT io_lookup_driver(const wchar_t *name);
-/* Unload: call DriverUnload, report (0xCE) devices still present or IRPs still in flight on
- * them, delete leftover devices that have no IRP in flight, unregister and free the driver.
- * Returns the number of problems reported. */
+/* Unload (NtUnloadDriver's work; PASSIVE_LEVEL, no lock held). As in NT, the driver is first
+ * marked "unload pending": opens of its devices fail from then on (STATUS_NO_SUCH_DEVICE). If
+ * no open references its devices, the unload runs now: call DriverUnload, report (0xCE)
+ * devices still present or IRPs still in flight on them, delete leftover devices that have no
+ * IRP in flight, unregister and free the driver; returns the number of problems reported.
+ * Otherwise it is deferred to the release of the last open reference (the last IRP_MJ_CLOSE
+ * of a file on one of its devices), which runs it then, reporting any problem as it goes, and
+ * this returns 0 — a pending unload is a successful request, as ZwUnloadDriver documents no
+ * error for it. The driver stays registered (io_lookup_driver finds it) until the unload ran;
+ * a request for a driver whose unload is already pending or done does nothing. */
 int io_unload_driver(PDRIVER_OBJECT driver);
 
 /* ---- StartIo observation */
@@ -218,6 +231,13 @@ NTSTATUS io_ns_add_driver(PDRIVER_OBJECT drv);
  * every device the driver has now, and let them be opened. On the thread that ran DriverEntry. */
 void io_ns_driver_entry_done(PDRIVER_OBJECT drv);
 void io_ns_remove_driver(PDRIVER_OBJECT drv);
+/* Mark drv unload-pending (namespace lock). True when the caller must run the unload now (no
+ * open reference left); false when the last io_ns_drop_open will, or the unload was already
+ * requested (or drv is not a registered driver). Exactly one caller ever gets true. */
+bool io_ns_request_unload(PDRIVER_OBJECT drv);
+/* Drop an open reference of dev (namespace lock). True when it was the last one of a driver
+ * whose unload is pending: the caller must run the unload now. */
+bool io_ns_drop_open(PDEVICE_OBJECT dev);
 extern KSPIN_LOCK io_cancel_lock;
 
 #endif

@@ -79,15 +79,16 @@ static void file_last_handle_closed(void *body)
 }
 
 /* Last reference gone (PASSIVE_LEVEL, see user_file_release): IRP_MJ_CLOSE, then the device
- * reference. ob frees the memory when this returns. */
+ * references — the last open one of a driver whose unload is pending runs its DriverUnload
+ * here (NT). ob frees the memory when this returns. */
 static void file_delete(void *body)
 {
     user_file *uf = body;
     if (uf->opened) send_cleanup_or_close(uf, IRP_MJ_CLOSE);
-    if (uf->device_counted) {
-        plat_fetch_add32((volatile int32_t *)&uf->fo.DeviceObject->ReferenceCount, -1);
-        io_device_deref(uf->fo.DeviceObject); /* create_file's lookup reference; last use of it */
-    }
+    /* After the CLOSE completed, so the driver is done with this file when its unload runs.
+     * DriverUnload may run here for the same reason the CLOSE may: PASSIVE_LEVEL
+     * (user_file_release) and no lock held (ob holds none around delete_body). */
+    if (uf->device_counted) io_device_open_release(uf->fo.DeviceObject); /* last use of it */
     plat_fetch_add32(&user_files_live, -1); /* before `closing`: a flushed file is not live */
     if (plat_load32(&uf->closing)) {
         plat_fetch_add32(&user_files_closing, -1);
@@ -237,15 +238,6 @@ static NTSTATUS check_create_args(const create_args *a)
     return STATUS_SUCCESS;
 }
 
-/* One open per exclusive device: the count goes 0 -> 1 atomically or the open is refused. */
-static bool claim_device(PDEVICE_OBJECT dev)
-{
-    volatile int32_t *rc = (volatile int32_t *)&dev->ReferenceCount;
-    if (dev->Flags & DO_EXCLUSIVE) return plat_cas32(rc, 0, 1) == 0;
-    plat_fetch_add32(rc, 1);
-    return true;
-}
-
 /* FileName stays empty: it holds the path after the device's name, and irpkit resolves whole
  * device names only. */
 static user_file *new_file(PDEVICE_OBJECT dev, const create_args *a)
@@ -301,28 +293,24 @@ static NTSTATUS create_file(PHANDLE handle, const create_args *a)
     if (chars >= sizeof name / sizeof name[0] || n->Buffer[0] != L'\\') return STATUS_OBJECT_NAME_INVALID;
     wmemcpy(name, n->Buffer, chars);
     name[chars] = 0;
-    /* Referenced: a driver unloading meanwhile may delete the device, but its memory (and its
-     * driver object's) stays until this open, or the file it makes, drops the reference. */
-    bool initializing;
-    PDEVICE_OBJECT dev = io_lookup_device_for_open(name, &initializing);
-    if (!dev) return STATUS_OBJECT_NAME_NOT_FOUND;
-    /* Decided by the lookup under the namespace lock: Flags is not read here while the creating
-     * driver may still clear DO_DEVICE_INITIALIZING. NT refuses the open (Microsoft documents
-     * that it fails, not the status); irpkit answers STATUS_NO_SUCH_DEVICE (docs/io.md). */
-    if (initializing) st = STATUS_NO_SUCH_DEVICE;
-    else if (!claim_device(dev)) st = STATUS_ACCESS_DENIED; /* exclusive device already open */
-    else if (io_device_deleted(dev)) st = STATUS_DELETE_PENDING; /* unloaded since the lookup */
-    /* The deleted check is a courtesy, not the safety: an IoDeleteDevice right after it leaves
-     * an open on a deleted device, which the reference keeps memory-safe (the driver sees a
-     * CREATE after its unload, as it would see a late IRP_MJ_CLOSE). */
+    /* The open reference (ReferenceCount), taken with the lookup under the namespace lock, keeps
+     * the driver loaded until this open, or the file it makes, drops it: an unload requested
+     * meanwhile is deferred (NT), so DriverUnload never runs while this open is in progress.
+     * Initializing devices, drivers whose unload is pending and exclusive devices already open
+     * are refused there (STATUS_NO_SUCH_DEVICE / STATUS_ACCESS_DENIED). */
+    PDEVICE_OBJECT dev;
+    st = io_open_device_ref(name, &dev);
+    if (!NT_SUCCESS(st)) return st;
+    /* Deleted since the lookup by its own driver (an IoDeleteDevice outside an unload): a
+     * courtesy, not the safety — an IoDeleteDevice right after it leaves an open on a deleted
+     * device, which the memory reference keeps safe. */
+    if (io_device_deleted(dev)) st = STATUS_DELETE_PENDING;
     user_file *uf = NT_SUCCESS(st) ? new_file(dev, a) : NULL;
     if (!uf) {
-        if (st != STATUS_NO_SUCH_DEVICE && st != STATUS_ACCESS_DENIED)
-            plat_fetch_add32((volatile int32_t *)&dev->ReferenceCount, -1); /* undo the claim */
-        io_device_deref(dev);
+        io_device_open_release(dev); /* may run a pending unload: no lock held here */
         return NT_SUCCESS(st) ? STATUS_INSUFFICIENT_RESOURCES : st;
     }
-    uf->device_counted = TRUE; /* holds the claim and the lookup reference until file_delete */
+    uf->device_counted = TRUE; /* holds both references until file_delete */
     ULONG_PTR info = 0;
     st = send_create(uf, a, &info);
     if (NT_SUCCESS(st)) {

@@ -48,7 +48,7 @@ typedef struct user_file {
     BOOLEAN sync;            /* FO_SYNCHRONOUS_IO, immutable after create (read by the hand-off) */
     BOOLEAN alertable;       /* FO_ALERTABLE_IO */
     BOOLEAN opened;          /* IRP_MJ_CREATE succeeded: CLEANUP and CLOSE are owed */
-    BOOLEAN device_counted;  /* holds one DEVICE_OBJECT.ReferenceCount and one io_lookup_device_ref */
+    BOOLEAN device_counted;  /* holds io_open_device_ref's references (ReferenceCount + memory) */
     volatile int32_t closing; /* last handle closed (CLEANUP sent), CLOSE not yet sent */
     volatile int32_t deferred; /* releases handed to the I/O worker and not yet done */
     struct user_file *deferred_next; /* on the worker's list while deferred > 0 */
