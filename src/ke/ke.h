@@ -78,6 +78,23 @@ void ke_init_dispatcher_header(DISPATCHER_HEADER *header, UCHAR type, LONG state
  * plat_now_ns deadline; PLAT_FOREVER for NULL. */
 int64_t ke_timeout_to_deadline(const LARGE_INTEGER *timeout);
 
+/* ---- alertable waits (KeWaitForSingleObject / KeWaitForMultipleObjects /
+ * KeDelayExecutionThread with Alertable = TRUE)
+ *
+ * ke keeps no user APCs and no alert flag: the layer that does (src/user, per ETHREAD) installs
+ * this hook. It reports, for the calling thread, what breaks an alertable wait in `mode`:
+ * STATUS_ALERTED if the thread is alerted (any mode; the alert is consumed), STATUS_USER_APC if
+ * mode is UserMode and a user APC is queued (the APC stays queued: it runs at the thread's
+ * next alertable user-mode wait), else STATUS_SUCCESS. *wake is set to the dispatcher object
+ * the layer signals after queuing an APC to the thread or alerting it (the thread's ApcEvent),
+ * or NULL for a thread that can get neither; ke includes it in the wait, so an APC queued
+ * after the hook answered still breaks the wait. Called with no ke lock held (it takes the
+ * thread's IrpListLock, which nests outside the dispatcher lock). Installed once, before main
+ * (a constructor), and never changed: ke reads it without synchronisation. No hook: alertable
+ * waits are plain waits. */
+typedef NTSTATUS (*ke_alert_hook)(KPROCESSOR_MODE mode, DISPATCHER_HEADER **wake);
+void ke_set_alert_hook(ke_alert_hook hook);
+
 /* ---- DPC and timer observers (trace / timeline), all optional. dpc_begin/dpc_end run on the
  * DPC thread around the routine, with no lock held. timer_fired runs on the timer thread
  * inside the expiry, with the timer lock held: the KTIMER is live and its fields stable, but

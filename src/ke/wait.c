@@ -5,7 +5,14 @@
  * held at DISPATCH_LEVEL) guards every object's SignalState and wait list; waiters register
  * wait blocks under it, drop it (back at their own IRQL) and park;
  * a signaller satisfies waiters under it and unparks them. Because the satisfied flag is only
- * read and written under the lock and plat_park keeps a permit, no wake-up can be lost. */
+ * read and written under the lock and plat_park keeps a permit, no wake-up can be lost.
+ *
+ * Alertable waits ("Waits and APCs", learn.microsoft.com): the objects first — a wait they
+ * satisfy at once returns their status; then the upper layer's alert hook (ke.h): an alerted
+ * thread's wait returns STATUS_ALERTED in either WaitMode, a UserMode wait with a user APC
+ * queued returns STATUS_USER_APC (the APC is not run here); then the thread blocks on its
+ * objects plus the hook's wake object, whose signal sends it back to the hook. A non-alertable
+ * wait never looks at any of this (its path is unchanged). */
 #include "ke/ke.h"
 
 struct _KIRPK_WAITER {
@@ -15,6 +22,7 @@ struct _KIRPK_WAITER {
     WAIT_TYPE type;
     ULONG count;
     PKWAIT_BLOCK blocks;
+    PKWAIT_BLOCK wake; /* alertable waits: the block on the thread's wake object, else NULL */
 };
 typedef struct _KIRPK_WAITER ke_waiter;
 
@@ -67,6 +75,7 @@ static void consume(DISPATCHER_HEADER *h, plat_thread *t)
 static void satisfy(ke_waiter *w, NTSTATUS status)
 {
     for (ULONG i = 0; i < w->count; i++) RemoveEntryList(&w->blocks[i].WaitListEntry);
+    if (w->wake) RemoveEntryList(&w->wake->WaitListEntry);
     w->status = status;
     w->done = 1;
     /* Under the dispatcher lock: the waiter reads done only under it, so w (on its stack) is
@@ -89,7 +98,8 @@ static void wake_waiters(DISPATCHER_HEADER *h)
         PKWAIT_BLOCK wb = CONTAINING_RECORD(e, KWAIT_BLOCK, WaitListEntry);
         ke_waiter *w = wb->Waiter;
         e = e->Flink; /* satisfy() unlinks only w's own blocks */
-        if (w->type == WaitAny) {
+        /* The block's own type: a WaitAll waiter's wake block is WaitAny (it alone ends the wait). */
+        if (wb->WaitType == WaitAny) {
             consume(h, w->thread);
             satisfy(w, STATUS_WAIT_0 + wb->WaitKey);
         } else if (all_signaled(w)) {
@@ -261,16 +271,26 @@ static NTSTATUS try_satisfy(ULONG count, PVOID *objs, WAIT_TYPE type, plat_threa
     return STATUS_SUCCESS;
 }
 
-static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_INTEGER timeout,
-                             PKWAIT_BLOCK blocks)
+/* The status a wait woken by its wake object returns: past every object's index. */
+#define WAKE_STATUS(count) ((NTSTATUS)(STATUS_WAIT_0 + (count)))
+
+/* Wait for the objects until deadline (poll: not at all); wake (with its block) only for
+ * alertable waits, NULL otherwise — the common path, where the compiler folds it away. */
+static inline NTSTATUS wait_blocks(ULONG count, PVOID *objs, WAIT_TYPE type, int64_t deadline, bool poll,
+                                   PKWAIT_BLOCK blocks, DISPATCHER_HEADER *wake, PKWAIT_BLOCK wake_block)
 {
     plat_thread *self = plat_self();
-    int64_t deadline = ke_timeout_to_deadline(timeout);
-    ke_waiter w = {self, 0, STATUS_PENDING, type, count, blocks};
-    plat_point("KeWait", objs[0]);
+    ke_waiter w = {self, 0, STATUS_PENDING, type, count, blocks, NULL};
+    plat_point("KeWait", count ? objs[0] : (PVOID)wake);
     KIRQL old = lock_dispatcher();
     NTSTATUS st = try_satisfy(count, objs, type, self);
-    if (st != STATUS_PENDING || (timeout && timeout->QuadPart == 0)) {
+    /* After the objects: a wake object already signalled (an APC queued or an alert since the
+     * hook answered, or an old signal) sends the caller back to the hook instead of blocking. */
+    if (wake && st == STATUS_PENDING && is_signaled(wake, self)) {
+        consume(wake, self);
+        st = WAKE_STATUS(count);
+    }
+    if (st != STATUS_PENDING || poll) {
         unlock_dispatcher(old);
         return st == STATUS_PENDING ? STATUS_TIMEOUT : st;
     }
@@ -280,6 +300,16 @@ static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_IN
         blocks[i].WaitKey = (USHORT)i;
         blocks[i].WaitType = (UCHAR)type;
         InsertTailList(&((DISPATCHER_HEADER *)objs[i])->WaitListHead, &blocks[i].WaitListEntry);
+    }
+    if (wake) {
+        /* Registered under the same lock hold that found wake unsignalled: its next signal
+         * satisfies us (wake_waiters), so no APC queued from now on can be missed. */
+        w.wake = wake_block;
+        wake_block->Waiter = &w;
+        wake_block->Object = wake;
+        wake_block->WaitKey = (USHORT)count;
+        wake_block->WaitType = WaitAny;
+        InsertTailList(&wake->WaitListHead, &wake_block->WaitListEntry);
     }
     unlock_dispatcher(old);
     for (;;) {
@@ -293,6 +323,7 @@ static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_IN
          * the timeout, and after our unlink below no signaller can find us. */
         if (r == PLAT_TIMEDOUT || plat_now_ns() >= deadline) {
             for (ULONG i = 0; i < count; i++) RemoveEntryList(&blocks[i].WaitListEntry);
+            if (w.wake) RemoveEntryList(&w.wake->WaitListEntry);
             unlock_dispatcher(old);
             return STATUS_TIMEOUT;
         }
@@ -300,15 +331,53 @@ static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_IN
     }
 }
 
+static NTSTATUS wait_objects(ULONG count, PVOID *objs, WAIT_TYPE type, PLARGE_INTEGER timeout,
+                             PKWAIT_BLOCK blocks)
+{
+    int64_t deadline = ke_timeout_to_deadline(timeout);
+    return wait_blocks(count, objs, type, deadline, timeout && timeout->QuadPart == 0, blocks, NULL, NULL);
+}
+
+/* Installed before main by the layer that keeps user APCs (ke.h); read-only afterwards. */
+static ke_alert_hook alert_hook;
+
+void ke_set_alert_hook(ke_alert_hook hook) { alert_hook = hook; }
+
+/* An alertable wait (count may be 0: KeDelayExecutionThread). Without a hook it is a plain
+ * wait. */
+static NTSTATUS wait_alertable(ULONG count, PVOID *objs, WAIT_TYPE type, KPROCESSOR_MODE mode,
+                               PLARGE_INTEGER timeout, PKWAIT_BLOCK blocks)
+{
+    int64_t deadline = ke_timeout_to_deadline(timeout);
+    bool poll = timeout && timeout->QuadPart == 0;
+    if (!alert_hook) return wait_blocks(count, objs, type, deadline, poll, blocks, NULL, NULL);
+    KWAIT_BLOCK wake_block;
+    for (;;) {
+        /* The objects first: a wait they satisfy at once leaves the APCs and the alert alone. */
+        NTSTATUS st = count ? wait_blocks(count, objs, type, 0, true, blocks, NULL, NULL) : STATUS_TIMEOUT;
+        if (st != STATUS_TIMEOUT) return st;
+        /* No ke lock held: the hook takes the thread's IrpListLock, which nests outside the
+         * dispatcher lock (user.h). An object signalled between the test above and the hook is
+         * the same as one signalled just after it (the wait below still finds it). */
+        DISPATCHER_HEADER *wake = NULL;
+        st = alert_hook(mode, &wake);
+        if (st != STATUS_SUCCESS) return st;
+        /* An APC queued or an alert after the hook answered signals wake (the upper layer
+         * sets it after changing the state the hook reads), which this wait includes. */
+        st = wait_blocks(count, objs, type, deadline, poll, blocks, wake, &wake_block);
+        if (!wake || st != WAKE_STATUS(count)) return st;
+        /* Woken by wake: ask the hook again (a KernelMode wait goes back to sleep for an APC). */
+    }
+}
+
 NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
                                BOOLEAN Alertable, PLARGE_INTEGER Timeout)
 {
     (void)WaitReason;
-    (void)WaitMode;
-    (void)Alertable;
     check_wait_irql(Timeout, "KeWaitForSingleObject");
     KWAIT_BLOCK block;
     PVOID objs[1] = {Object};
+    if (Alertable) return wait_alertable(1, objs, WaitAny, WaitMode, Timeout, &block);
     return wait_objects(1, objs, WaitAny, Timeout, &block);
 }
 
@@ -318,8 +387,6 @@ NTSTATUS KeWaitForMultipleObjects(ULONG Count, PVOID Object[], WAIT_TYPE WaitTyp
                                   PKWAIT_BLOCK WaitBlockArray)
 {
     (void)WaitReason;
-    (void)WaitMode;
-    (void)Alertable;
     KWAIT_BLOCK local[THREAD_WAIT_OBJECTS];
     if (Count == 0 || Count > MAXIMUM_WAIT_OBJECTS ||
         (!WaitBlockArray && Count > THREAD_WAIT_OBJECTS) ||
@@ -333,13 +400,13 @@ NTSTATUS KeWaitForMultipleObjects(ULONG Count, PVOID Object[], WAIT_TYPE WaitTyp
         return STATUS_INVALID_PARAMETER;
     }
     check_wait_irql(Timeout, "KeWaitForMultipleObjects");
+    if (Alertable)
+        return wait_alertable(Count, Object, WaitType, WaitMode, Timeout, WaitBlockArray ? WaitBlockArray : local);
     return wait_objects(Count, Object, WaitType, Timeout, WaitBlockArray ? WaitBlockArray : local);
 }
 
 NTSTATUS KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLARGE_INTEGER Interval)
 {
-    (void)WaitMode;
-    (void)Alertable;
     if (!Interval) return STATUS_INVALID_PARAMETER;
     KIRQL irql = ke_irql();
     if (irql >= DISPATCH_LEVEL)
@@ -348,6 +415,11 @@ NTSTATUS KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable, PLA
                     "KeDelayExecutionThread at IRQL %u (DISPATCH_LEVEL or above): sleeping is "
                     "illegal here. The thread sleeps anyway so the program runs on.",
                     irql);
+    if (Alertable && alert_hook) {
+        /* A wait on no object: only the alert hook's answer or wake object ends it early. */
+        NTSTATUS st = wait_alertable(0, NULL, WaitAny, WaitMode, Interval, NULL);
+        return st == STATUS_TIMEOUT ? STATUS_SUCCESS : st;
+    }
     int64_t deadline = ke_timeout_to_deadline(Interval);
     plat_sleep_ns(deadline - plat_now_ns());
     return STATUS_SUCCESS;

@@ -3,8 +3,10 @@
  *
  * User APCs (the completion routine of NtReadFile & co., or NtQueueApcThread's) run in their
  * target thread the next time it waits alertably — as in Windows. The per-thread queue lives in
- * ETHREAD.User (guarded by IrpListLock, see user.h); queuing sets the thread's ApcEvent, which
- * every alertable wait includes, so a wait already in progress breaks too. */
+ * ETHREAD.User (guarded by IrpListLock, see user.h); queuing sets the thread's ApcEvent. Kernel
+ * waits learn about both through ke's alert hook (alert_state below): an alertable kernel wait
+ * returns STATUS_ALERTED or (UserMode) STATUS_USER_APC without running anything, and includes
+ * ApcEvent so a wait already in progress breaks too; user_wait then runs the APCs. */
 #include "trace/trace.h"
 #include "user/user.h"
 
@@ -77,44 +79,63 @@ void user_apc_rundown(PETHREAD e)
 
 /* ---- waits */
 
+/* ke's alert hook (ke.h): what breaks the calling thread's alertable kernel wait. The ETHREAD is
+ * not created here: a thread that never had one was never alerted nor sent an APC. Threads
+ * that are not user threads (system threads, DPC and other runtime service threads) have no
+ * user APCs: only an alert breaks their waits. */
+static NTSTATUS alert_state(KPROCESSOR_MODE mode, DISPATCHER_HEADER **wake)
+{
+    plat_thread *t = plat_self();
+    PETHREAD e = t->ext[PLAT_EXT_PS];
+    *wake = NULL;
+    if (!e) return STATUS_SUCCESS;
+    bool user_apcs = mode == UserMode && !e->SystemThread && !t->system;
+    NTSTATUS st = STATUS_SUCCESS;
+    KIRQL irql = user_lock(&e->IrpListLock);
+    if (e->User.Alerted) {
+        e->User.Alerted = FALSE; /* an alert wins over queued APCs, as in user_apc_deliver */
+        st = STATUS_ALERTED;
+    } else if (user_apcs && !IsListEmpty(&e->User.ApcList)) {
+        st = STATUS_USER_APC; /* left queued: user_wait runs it */
+    }
+    user_unlock(&e->IrpListLock, irql);
+    /* Queuing and NtAlertThread set ApcEvent after changing what was read above (both under
+     * IrpListLock): whatever arrives after this answer leaves ApcEvent signalled for ke. */
+    *wake = &e->User.ApcEvent.Header;
+    return st;
+}
+
+/* Before main: ke reads the hook without synchronisation (ke.h). */
+__attribute__((constructor)) static void register_alert_hook(void) { ke_set_alert_hook(alert_state); }
+
 static void remaining(int64_t deadline, LARGE_INTEGER *rel)
 {
     int64_t left = deadline - plat_now_ns();
     rel->QuadPart = left > 0 ? -(left + 99) / 100 : 0;
 }
 
-/* An alertable wait in NT order: the objects first — a wait they satisfy at once returns their
- * status and leaves queued APCs and a pending alert for later; only a wait that would block
- * delivers those (user_apc_deliver: the alert first), with a zero timeout too. */
+/* An alertable wait in NT order (ke does it: the objects first — a wait they satisfy at once
+ * returns their status and leaves queued APCs and a pending alert for later; then the alert,
+ * then queued APCs, with a zero timeout too); here STATUS_USER_APC means "deliver": the APCs
+ * run (user_apc_deliver; an alert arriving meanwhile wins) and their status is returned. No
+ * objects (NtDelayExecution): STATUS_TIMEOUT when the time is up. */
 NTSTATUS user_wait(ULONG count, PVOID objects[], WAIT_TYPE type, BOOLEAN alertable, PLARGE_INTEGER timeout)
 {
-    KWAIT_BLOCK blocks[MAXIMUM_WAIT_OBJECTS + 1];
+    KWAIT_BLOCK blocks[MAXIMUM_WAIT_OBJECTS];
     if (!alertable && count == 1) return KeWaitForSingleObject(objects[0], UserRequest, UserMode, FALSE, timeout);
     if (!alertable) return KeWaitForMultipleObjects(count, objects, type, UserRequest, UserMode, FALSE, timeout, blocks);
     PETHREAD self = PsGetCurrentThread();
     int64_t deadline = ke_timeout_to_deadline(timeout);
-    PVOID objs[MAXIMUM_WAIT_OBJECTS + 1];
-    LARGE_INTEGER poll = {.QuadPart = 0};
+    LARGE_INTEGER rel, *tmo = timeout;
     for (;;) {
-        NTSTATUS st;
-        /* Test and delivery are two steps, not one under the dispatcher lock: an object signalled
-         * or an APC queued between them is the same as one arriving just after the other. */
-        if (count && (st = KeWaitForMultipleObjects(count, objects, type, UserRequest, UserMode, TRUE, &poll,
-                                                    blocks)) != STATUS_TIMEOUT)
-            return st;
+        NTSTATUS st = count ? KeWaitForMultipleObjects(count, objects, type, UserRequest, UserMode, TRUE, tmo, blocks)
+                            : KeDelayExecutionThread(UserMode, TRUE, tmo);
+        if (!count && st == STATUS_SUCCESS) return STATUS_TIMEOUT;
+        if (st != STATUS_USER_APC) return st;
         st = user_apc_deliver(self);
         if (st != STATUS_SUCCESS) return st;
-        LARGE_INTEGER rel, *tmo = NULL;
+        /* Nothing ran (the queue was run down meanwhile): wait again for the time left. */
         if (deadline != PLAT_FOREVER) remaining(deadline, tmo = &rel);
-        /* A WaitAll, or one with no room for the APC event, checks for APCs only up front. */
-        if (type == WaitAll || count == MAXIMUM_WAIT_OBJECTS)
-            return KeWaitForMultipleObjects(count, objects, type, UserRequest, UserMode, TRUE, tmo, blocks);
-        for (ULONG i = 0; i < count; i++) objs[i] = objects[i];
-        objs[count] = &self->User.ApcEvent;
-        st = KeWaitForMultipleObjects(count + 1, objs, WaitAny, UserRequest, UserMode, TRUE, tmo, blocks);
-        if (st != (NTSTATUS)(STATUS_WAIT_0 + count)) return st;
-        /* The APC event: the next turn tests the objects, then delivers (a stale signal just
-         * waits again). */
     }
 }
 
