@@ -161,7 +161,8 @@ void vrf_startio_exit(int frame, PDEVICE_OBJECT dev);
 /* IoFreeIrp (before the owner's reference is dropped). */
 void vrf_irp_freed(PIRP irp);
 /* Device lifetime: IoCreateDevice (after init), IoDeleteDevice (before the memory goes),
- * io_unload_driver (before DriverUnload). */
+ * the driver's unload (before DriverUnload: from io_unload_driver, or from the last close when
+ * the unload was deferred). */
 void vrf_device_created(PDEVICE_OBJECT dev);
 void vrf_device_deleting(PDEVICE_OBJECT dev);
 void vrf_driver_unloading(PDRIVER_OBJECT drv);
