@@ -250,6 +250,11 @@ PDEVICE_OBJECT IoGetAttachedDevice(PDEVICE_OBJECT DeviceObject)
 PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice)
 {
     PDEVICE_OBJECT top = IoGetAttachedDevice(TargetDevice);
+    /* Documented: NULL when the target is being unloaded (its driver's unload is pending or
+     * running: no new reference to its devices may be made). Decided under the namespace lock;
+     * an unload requested after the check finds the attachment made, as in NT's order. */
+    if (io_ns_driver_unloading(top->DriverObject) || io_ns_driver_unloading(TargetDevice->DriverObject))
+        return NULL;
     top->AttachedDevice = SourceDevice;
     SourceDevice->StackSize = (CCHAR)(top->StackSize + 1);
     SourceDevice->AlignmentRequirement = top->AlignmentRequirement;

@@ -235,6 +235,9 @@ void io_ns_remove_driver(PDRIVER_OBJECT drv);
  * open reference left); false when the last io_ns_drop_open will, or the unload was already
  * requested (or drv is not a registered driver). Exactly one caller ever gets true. */
 bool io_ns_request_unload(PDRIVER_OBJECT drv);
+/* Whether drv's unload has been requested (pending or running): IoAttachDeviceToDeviceStack
+ * refuses such a target. Decided under the namespace lock. */
+bool io_ns_driver_unloading(PDRIVER_OBJECT drv);
 /* Drop an open reference of dev (namespace lock). True when it was the last one of a driver
  * whose unload is pending: the caller must run the unload now. */
 bool io_ns_drop_open(PDEVICE_OBJECT dev);

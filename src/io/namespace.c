@@ -164,6 +164,15 @@ bool io_ns_request_unload(PDRIVER_OBJECT drv)
     return now;
 }
 
+bool io_ns_driver_unloading(PDRIVER_OBJECT drv)
+{
+    plat_lock_acquire(&ns_lock);
+    ns_entry *e = driver_entry_locked(drv);
+    bool unloading = e && e->unload != NS_LOADED;
+    plat_lock_release(&ns_lock);
+    return unloading;
+}
+
 bool io_ns_drop_open(PDEVICE_OBJECT dev)
 {
     plat_lock_acquire(&ns_lock);

@@ -204,6 +204,58 @@ TEST(unload_with_nothing_open_is_immediate)
     CHECK_EQ(irpk_report_count(), reports);
 }
 
+/* ------------------------------------------------------------------ 2b. attach refused */
+
+/* IoAttachDeviceToDeviceStack "returns NULL if it could not attach the device object because,
+ * for example, the target device was being unloaded" (Microsoft's page for the routine): a
+ * filter cannot layer itself over a device whose driver's unload is pending. */
+static PDEVICE_OBJECT filter_dev;
+static VOID filter_unload(PDRIVER_OBJECT drv)
+{
+    while (drv->DeviceObject) IoDeleteDevice(drv->DeviceObject);
+}
+static NTSTATUS filter_entry(PDRIVER_OBJECT drv, PUNICODE_STRING reg)
+{
+    UNREFERENCED_PARAMETER(reg);
+    drv->DriverUnload = filter_unload;
+    return IoCreateDevice(drv, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &filter_dev);
+}
+
+TEST(attaching_to_a_device_whose_unload_is_pending_returns_null)
+{
+    long handles = ob_open_handles();
+    PDRIVER_OBJECT drv = pend_load();
+    REQUIRE(drv);
+    UNICODE_STRING fname = RTL_CONSTANT_STRING(L"\\Driver\\UPendFilter");
+    REQUIRE(NT_SUCCESS(IoCreateDriver(&fname, filter_entry)));
+    PDRIVER_OBJECT fdrv = io_lookup_driver(L"UPendFilter");
+    REQUIRE(fdrv && filter_dev);
+    PDEVICE_OBJECT target = io_lookup_device(PEND_DEVICE);
+    REQUIRE(target);
+    /* Loaded: the filter attaches, and detaches again. */
+    CHECK_PTR(IoAttachDeviceToDeviceStack(filter_dev, target), target);
+    CHECK_PTR(target->AttachedDevice, filter_dev);
+    IoDetachDevice(target);
+    CHECK(target->AttachedDevice == NULL);
+
+    HANDLE a = NULL;
+    REQUIRE(u_open(PEND_LINK, RW, FILE_SYNCHRONOUS_IO_NONALERT, &a) == STATUS_SUCCESS);
+    CHECK_EQ(io_unload_driver(drv), 0); /* pending: a file is open */
+    CHECK_EQ(plat_load32(&P.unloads), 0);
+    /* Unload pending: refused, and nothing of the filter is linked (before: attached). */
+    CHECK(IoAttachDeviceToDeviceStack(filter_dev, target) == NULL);
+    CHECK(target->AttachedDevice == NULL);
+    CHECK(filter_dev->DeviceObjectExtension->AttachedTo == NULL);
+
+    CHECK_EQ(NtClose(a), STATUS_SUCCESS);
+    CHECK_EQ(irpk_user_flush(20000), 0);
+    CHECK_EQ(plat_load32(&P.unloads), 1);
+    CHECK_EQ(io_unload_driver(fdrv), 0);
+    filter_dev = NULL;
+    if (P.violation) irpk_test_fail(__FILE__, __LINE__, "%s", P.violation);
+    CHECK_EQ(ob_open_handles(), handles);
+}
+
 /* ------------------------------------------------------------------ 3. races, explored */
 
 static NTSTATUS explored_open;
