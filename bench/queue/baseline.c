@@ -125,6 +125,19 @@ double mcq_cancel_loop_ns(long n, void (*done)(bnode *))
     return ns;
 }
 
+double mcq_keyed_loop_ns(mcq *m, bnode *spare, long ops, unsigned range, uint64_t (*next)(void),
+                         void (*done)(bnode *))
+{
+    double t0 = now_ns();
+    for (long i = 0; i < ops; i++) {
+        spare->key = next() % range;
+        mcq_push(m, spare);
+        spare = mcq_pop_key(m, next() % range);
+        done(spare); /* an indirect call, as the queues' callbacks */
+    }
+    return (now_ns() - t0) / (double)ops;
+}
+
 void slist_init(slist *l) { l->head.prev = l->head.next = &l->head; }
 void slist_insert(slist *l, bnode *n) { sorted_insert(&l->head, n); }
 

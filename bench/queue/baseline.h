@@ -23,6 +23,11 @@ bnode *mcq_head(mcq *q);                  /* the list sentinel, for prefilling b
 /* The cancel row's baseline (bench_queue, bench_floor): n times push a node into a new FIFO
  * queue, cancel it and call done for it; nanoseconds per request. */
 double mcq_cancel_loop_ns(long n, void (*done)(bnode *));
+/* The keyed rows' baseline (bench_queue, bench_floor): ops times push spare with a random key
+ * (next() % range) into the sorted queue m, take the first key >= a random k (wrapping) as the
+ * next spare and call done for it; nanoseconds per operation. */
+double mcq_keyed_loop_ns(mcq *m, bnode *spare, long ops, unsigned range, uint64_t (*next)(void),
+                         void (*done)(bnode *));
 
 /* Sorted doubly linked list without any lock (the StartIo device-queue data structure). */
 typedef struct slist {

@@ -107,10 +107,17 @@ static void settle(floorq *q)
     q->cb_active--;
 }
 
-static __attribute__((noinline)) uint64_t floor_submit(floorq *q, void *ctx)
+/* Every operation starts by taking the lock and settling the last returned lease. */
+static inline void fenter(floorq *q)
 {
     plat_lock_acquire(&q->lock);
     settle(q);
+}
+static inline uint64_t fhandle(const freq *r) { return r->gen << 24 | r->idx; }
+
+static __attribute__((noinline)) uint64_t floor_submit(floorq *q, void *ctx)
+{
+    fenter(q);
     freq *r = &q->slots[q->free_head];
     q->free_head = r->next_free;
     r->state = F_QUEUED;
@@ -122,7 +129,7 @@ static __attribute__((noinline)) uint64_t floor_submit(floorq *q, void *ctx)
     q->queued++;
     q->submitted++;
     q->live++;
-    uint64_t h = r->gen << 24 | r->idx;
+    uint64_t h = fhandle(r);
     plat_lock_release(&q->lock);
     return h;
 }
@@ -151,8 +158,7 @@ static inline __attribute__((always_inline)) void deliver(floorq *q, freq *r, ui
 
 static __attribute__((noinline)) int floor_cancel(floorq *q, uint64_t h)
 {
-    plat_lock_acquire(&q->lock);
-    settle(q);
+    fenter(q);
     uint32_t idx = (uint32_t)(h & ((1u << 24) - 1));
     freq *r = idx < SLOTS ? &q->slots[idx] : NULL;
     if (!r || r->gen != h >> 24 || r->state != F_QUEUED || q->leased) {
@@ -176,8 +182,7 @@ static __attribute__((noinline)) int floor_cancel(floorq *q, uint64_t h)
 
 static __attribute__((noinline)) uint64_t floor_submit_key(floorq *q, uint64_t key, void *ctx)
 {
-    plat_lock_acquire(&q->lock);
-    settle(q);
+    fenter(q);
     freq *r = &q->slots[q->free_head];
     q->free_head = r->next_free;
     r->state = F_QUEUED;
@@ -188,15 +193,14 @@ static __attribute__((noinline)) uint64_t floor_submit_key(floorq *q, uint64_t k
     q->queued++;
     q->submitted++;
     q->live++;
-    uint64_t h = r->gen << 24 | r->idx;
+    uint64_t h = fhandle(r);
     plat_lock_release(&q->lock);
     return h;
 }
 
 static __attribute__((noinline)) uint64_t floor_retrieve_key(floorq *q, uint64_t from)
 {
-    plat_lock_acquire(&q->lock);
-    settle(q);
+    fenter(q);
     unsigned n = q->n_small, m = 0;
     if (!n) abort(); /* never empty in this benchmark */
     uint64_t best = q->small[0].key - from;
@@ -210,15 +214,14 @@ static __attribute__((noinline)) uint64_t floor_retrieve_key(floorq *q, uint64_t
     q->small[m] = q->small[--q->n_small];
     q->queued--;
     r->state = F_RUNNING;
-    uint64_t h = r->gen << 24 | r->idx;
+    uint64_t h = fhandle(r);
     plat_lock_release(&q->lock);
     return h;
 }
 
 static __attribute__((noinline)) int floor_complete(floorq *q, uint64_t h)
 {
-    plat_lock_acquire(&q->lock);
-    settle(q);
+    fenter(q);
     uint32_t idx = (uint32_t)(h & ((1u << 24) - 1));
     freq *r = idx < SLOTS ? &q->slots[idx] : NULL;
     if (!r || r->gen != h >> 24 || r->state != F_RUNNING || q->leased) {
@@ -320,15 +323,7 @@ static double keyed_baseline(long depth, long ops)
         v[i].key = krnd() % KEY_RANGE;
         mcq_push(m, &v[i]);
     }
-    bnode *spare = &v[depth];
-    int64_t t0 = plat_now_ns();
-    for (long i = 0; i < ops; i++) {
-        spare->key = krnd() % KEY_RANGE;
-        mcq_push(m, spare);
-        spare = mcq_pop_key(m, krnd() % KEY_RANGE);
-        base_done(spare);
-    }
-    double ns = ns_since(t0, ops);
+    double ns = mcq_keyed_loop_ns(m, &v[depth], ops, KEY_RANGE, krnd, base_done);
     mcq_free(m);
     free(v);
     return ns;

@@ -276,15 +276,7 @@ static double keyed_mcq(long depth, long ops)
 {
     mcq *m = mcq_new(1);
     bnode *v = make_nodes(depth + 1, mcq_head(m));
-    bnode *spare = &v[depth];
-    int64_t t0 = plat_now_ns();
-    for (long i = 0; i < ops; i++) {
-        spare->key = rnd() % KEY_RANGE;
-        mcq_push(m, spare);
-        spare = mcq_pop_key(m, rnd() % KEY_RANGE);
-        base_complete(spare);
-    }
-    double r = ns_per(t0, ops);
+    double r = mcq_keyed_loop_ns(m, &v[depth], ops, KEY_RANGE, rnd, base_complete);
     mcq_free(m);
     free(v);
     return r;
