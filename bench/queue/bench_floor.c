@@ -219,7 +219,9 @@ HOT void check_deliver1(floorq *q, freq *r)
 
 /* ---- the cancel row */
 
-HOT uint64_t submit_impl(floorq *q, const fopts *o, const int X)
+/* A submit's start (lock, the row's checks, a free slot) and end (counts, the row's option
+ * fields and statistics, the handle, unlock); the pending structure is the caller's. */
+HOT freq *submit_begin(floorq *q, const fopts *o, const int X)
 {
     fenter(q);
     if (X == 1) check_submit(q, o);
@@ -228,10 +230,10 @@ HOT uint64_t submit_impl(floorq *q, const fopts *o, const int X)
     q->free_head = r->next_free;
     r->state = F_QUEUED;
     r->ctx = o->ctx;
-    r->link.prev = q->fifo.prev;
-    r->link.next = &q->fifo;
-    q->fifo.prev->next = &r->link;
-    q->fifo.prev = &r->link;
+    return r;
+}
+HOT uint64_t submit_end(floorq *q, freq *r, const fopts *o, const int X)
+{
     q->queued++;
     q->submitted++;
     q->live++;
@@ -239,6 +241,16 @@ HOT uint64_t submit_impl(floorq *q, const fopts *o, const int X)
     uint64_t h = fhandle(r);
     plat_lock_release(&q->lock);
     return h;
+}
+
+HOT uint64_t submit_impl(floorq *q, const fopts *o, const int X)
+{
+    freq *r = submit_begin(q, o, X);
+    r->link.prev = q->fifo.prev;
+    r->link.next = &q->fifo;
+    q->fifo.prev->next = &r->link;
+    q->fifo.prev = &r->link;
+    return submit_end(q, r, o, X);
 }
 static __attribute__((noinline)) uint64_t floor_submit(floorq *q, const fopts *o)
 {
@@ -309,23 +321,11 @@ static __attribute__((noinline)) int floor_cancel_1(floorq *q, uint64_t h) { ret
 
 HOT uint64_t submit_key_impl(floorq *q, const fopts *o, const int X)
 {
-    fenter(q);
-    if (X == 1) check_submit(q, o);
-    if (X == 2) check_submit1(q, o);
-    freq *r = &q->slots[q->free_head];
-    q->free_head = r->next_free;
-    r->state = F_QUEUED;
-    r->ctx = o->ctx;
+    freq *r = submit_begin(q, o, X);
     r->key = o->key;
     r->seq = ++q->seq;
     q->small[q->n_small++] = (fsmall){o->key, r};
-    q->queued++;
-    q->submitted++;
-    q->live++;
-    if (X) note_submit(q, r, o, X);
-    uint64_t h = fhandle(r);
-    plat_lock_release(&q->lock);
-    return h;
+    return submit_end(q, r, o, X);
 }
 
 HOT uint64_t retrieve_key_impl(floorq *q, uint64_t from, const int X)
