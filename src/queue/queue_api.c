@@ -59,7 +59,6 @@ int irpk_queue_create(const irpk_queue_config *c, irpk_queue **out)
     q->age_is_fifo = c->order == IRPK_ORDER_FIFO && c->mode != IRPK_QUEUE_KEYED_SERIAL;
     q->plain = q->lease_ok && !c->high_watermark && c->mode != IRPK_QUEUE_KEYED_SERIAL &&
                !(c->order == IRPK_ORDER_PRIORITY && c->aging_ns);
-    q->lean = q->plain && c->mode == IRPK_QUEUE_MANUAL && !c->max_depth && c->on_complete;
     q->accepting = q->dispatch_on = true;
     *out = q;
     return 0;

@@ -1255,8 +1255,9 @@ int irpk_queue_submit(irpk_queue *q, const irpk_req_opts *o, irpk_req_handle *ou
  * the submit path above. */
 
 /* irpk_req_complete under the lock: an executor (manual owner, or a handler's request taken
- * over from its lease) lets go of a RUNNING request. Out of line, so the in-frame completion
- * in front of it stays a leaf that saves no registers. */
+ * over from its lease) lets go of a RUNNING request. Its own function: a manual queue's call
+ * (which never completes in a handler's frame) comes straight here, without the frame lookup
+ * and without the in-frame path's register saves. */
 static __attribute__((noinline)) int complete_locked(irpk_queue *q, irpk_req_handle h,
                                                      int32_t status)
 {
@@ -1279,7 +1280,7 @@ static __attribute__((noinline)) int complete_locked(irpk_queue *q, irpk_req_han
 
 /* From inside the request's own leased on_dispatch: decide it with one CAS on the lease,
  * without the lock (q cannot be closed while one of its handlers runs); otherwise the locked
- * path. Out of line for the same reason as complete_locked. */
+ * path. */
 static __attribute__((noinline)) int complete_in_frame(irpk_queue *q, irpk_req_handle h,
                                                        int32_t status)
 {

@@ -220,9 +220,6 @@ struct irpk_queue {
     bool lease_ok;       /* the configuration allows dispatch leases (no log, no in-order) */
     bool plain;          /* lease_ok, no watermarks, no lanes, no aging: pend_insert/remove's short
                             path (the general one gives the same result) */
-    bool lean;           /* plain MANUAL queue with on_complete and no depth bound: submit, cancel
-                            of a queued request, retrieve and complete take the lean path
-                            (queue_core.c) while nothing unusual is going on */
     bool timed;          /* read the clock per submit (config.timed or aging) */
     bool age_is_fifo;    /* FIFO order without lanes: q->fifo is oldest-first (a requeue to the
                             head is the oldest again in both), so q->age is not kept */
